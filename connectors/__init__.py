@@ -1,0 +1,1 @@
+"""Edges of driftline: the producer API, the Avro codec, Kafka admin, the Elasticsearch sink, local infrastructure."""

@@ -1,0 +1,36 @@
+"""The ``driftline`` command: one Typer app, one sub-command group per concern.
+
+Example:
+    $ driftline --help
+    $ driftline infra up
+"""
+
+from __future__ import annotations
+
+import typer
+
+from driftline import __version__
+from driftline.commands.infra import infra_app
+
+app = typer.Typer(
+    name="driftline",
+    help="Watch machine-learning models in production: drift, skew, data quality and system health.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(infra_app, name="infra")
+
+
+@app.command()
+def version() -> None:
+    """Print driftline's version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

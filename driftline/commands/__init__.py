@@ -1,0 +1,1 @@
+"""Sub-commands of the ``driftline`` CLI, one module per group."""

@@ -1,0 +1,1 @@
+"""The Avro event contract, as .avsc files shipped with the package."""

@@ -1,0 +1,1 @@
+"""The Faust application: normalize, join, detect, metrics, alerts."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from driftline import __version__
+from driftline.commands.demo import demo
 from driftline.commands.infra import infra_app
 
 app = typer.Typer(
@@ -19,6 +20,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(infra_app, name="infra")
+app.command()(demo)
 
 
 @app.command()

@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     )
 
     # --- Topics ------------------------------------------------------------
+    topic_partitions: int = Field(4, ge=1, description="partitions of the predictions, feedback and dead-letter topics")
+    topic_replication_factor: int = Field(1, ge=1, description="replication factor of topics driftline creates (3 on a real cluster)")
     predictions_topic: str = "driftline.predictions"
     feedback_topic: str = "driftline.feedback"
     deadletter_topic: str = "driftline.deadletter"

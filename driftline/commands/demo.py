@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from driftline.connectors.codec import DecodeError, make_codec
+from driftline.connectors.codec import DecodeError, make_codec, registry_client
 from driftline.connectors.kafka_admin import driftline_topics, ensure_topics
 from driftline.connectors.producer import PredictionLogger
 from driftline.settings import LOCAL_ES_PORT, LOCAL_KAFKA_PORT, Settings, SettingsError
@@ -124,12 +124,14 @@ def demo(
     created = ensure_topics(settings, topics)
     console.print(f"topics: {', '.join(topics)}" + (f" (created {len(created)})" if created else ""))
 
+    registry_conf = settings.schema_registry_config()
+    registry = registry_client(registry_conf) if registry_conf else None
     predictions, feedback = simulated_events(events)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("logging predictions and feedback", total=len(predictions) + len(feedback))
         call_ns = []
-        with PredictionLogger(settings) as log:
+        with PredictionLogger(settings, registry=registry) as log:
             for i, event in enumerate(predictions):
                 start = time.perf_counter_ns()
                 log.log_prediction(event)
@@ -143,8 +145,10 @@ def demo(
             progress.update(task, completed=len(predictions) + len(feedback) - pending)
         stats = log.stats
         partitions = topics[settings.predictions_topic]
-        read_predictions = _read_back(settings, settings.predictions_topic, partitions, len(predictions), make_codec("prediction_event"), progress)
-        read_feedback = _read_back(settings, settings.feedback_topic, partitions, len(feedback), make_codec("feedback_event"), progress)
+        prediction_codec = make_codec("prediction_event", registry=registry, topic=settings.predictions_topic)
+        feedback_codec = make_codec("feedback_event", registry=registry, topic=settings.feedback_topic)
+        read_predictions = _read_back(settings, settings.predictions_topic, partitions, len(predictions), prediction_codec, progress)
+        read_feedback = _read_back(settings, settings.feedback_topic, partitions, len(feedback), feedback_codec, progress)
 
     call_ns.sort()
     table = Table(title="driftline demo: producer round trip")

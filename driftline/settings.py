@@ -84,6 +84,22 @@ class Settings(BaseSettings):
     es_ca_certs: Path | None = None
     es_verify_certs: bool = True
 
+    es_index_prefix: str = Field("driftline", pattern=r"^[a-z0-9][a-z0-9_.]*$", description="indices are <prefix>-<stream>-YYYY.MM.DD")
+
+    # --- The worker (streams/) ----------------------------------------------
+    app_id: str = Field("driftline", description="Faust app id: the consumer group and the prefix of internal topics")
+    store: str = Field("memory://", description="table store: memory:// (tests, demo) or rocksdb:// (production)")
+    batch_size: int = Field(500, ge=1, description="records per batch through each stage")
+    batch_within_s: float = Field(0.5, gt=0, description="seconds a stage waits for a batch to fill")
+    label_window_s: float = Field(7 * 86400, gt=0, description="how long, in event time, a prediction waits for its label (and a label for its prediction)")
+    prediction_sample_rate: float = Field(1.0, ge=0, le=1, description="share of raw predictions indexed into Elasticsearch (joined outcomes, drift and alerts are always indexed)")
+    model_sample_rates: dict[str, float] = Field(default_factory=dict, description='per-model overrides of prediction_sample_rate, JSON: {"fraud-detector": 0.1}')
+    slice_keys: list[str] = Field(default_factory=list, description='slice attributes that get their own detectors, JSON: ["region"]')
+    pseudonymization_key: SecretStr | None = Field(None, description="HMAC key that pseudonymizes subject and rater ids; required by the worker")
+    alert_cooldown_s: float = Field(3600.0, ge=0, description="event-time cooldown per (model, version, stream, slice) between two alerts")
+    webhook_url: str | None = Field(None, description="POST each alert as JSON to this URL")
+    worker_web_port: int | None = Field(None, description="Faust's web server port; None disables it")
+
     # --- Embedded local infrastructure --------------------------------------
     infra_dir: Path = Field(Path(".driftline"), description="data, logs and pid files of `driftline infra`")
 

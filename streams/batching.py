@@ -1,0 +1,78 @@
+"""Batches of Faust events that are acknowledged only after they were processed.
+
+Faust's ``Stream.take_events`` acknowledges a batch in a ``finally`` clause, so
+a batch whose processing raised (or was cancelled while Elasticsearch was
+down) would still have its offsets committed: at-most-once for that batch.
+:func:`take_batches` is the same buffering (adapted from faust-streaming's
+``take_events``), but it acknowledges the events only when the consumer of the
+batch asks for the next one — after it has indexed and sent everything. A
+batch that fails is never acknowledged: its offsets are not committed and
+Kafka delivers it again after a restart (at-least-once; idempotent ids make
+the re-delivery harmless).
+
+Example:
+    >>> # inside a Faust agent:
+    >>> # async for events in take_batches(stream, 500, within=0.5):
+    >>> #     await process(events)        # raising here leaves the batch un-acked
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from faust.types import EventT, StreamT
+
+
+async def take_batches(stream: StreamT, max_: int, within: float) -> AsyncIterator[Sequence[EventT]]:
+    """Yield lists of up to ``max_`` events, waiting at most ``within`` seconds for a batch to fill.
+
+    The events of a batch are acknowledged when the next batch is requested,
+    i.e. only if the code consuming the batch finished without raising.
+    """
+    events: list[EventT] = []
+    buffer_full = asyncio.Event()
+    buffer_consumed = asyncio.Event()
+    buffer_consuming: asyncio.Future | None = None
+    enable_acks = stream.enable_acks
+    channel_it = aiter(stream.channel)
+
+    async def add_to_buffer(value: Any) -> Any:
+        nonlocal buffer_consuming
+        if buffer_consuming is not None:
+            try:
+                await buffer_consuming
+            finally:
+                buffer_consuming = None
+        event = stream.current_event
+        if event is None:  # pragma: no cover - Faust always sets it for a processor
+            raise RuntimeError("no current event in a stream processor")
+        events.append(event)
+        if len(events) >= max_:
+            buffer_full.set()
+            buffer_consumed.clear()
+            await stream.wait(buffer_consumed)  # type: ignore[arg-type]
+        return value
+
+    stream.enable_acks = False
+    stream.add_processor(add_to_buffer)
+    stream._enable_passive(channel_it)  # noqa: SLF001 - the mechanism take_events uses
+    try:
+        while not stream.should_stop:
+            await stream.wait_for_stopped(buffer_full, timeout=within)  # type: ignore[arg-type]
+            if not events:
+                continue
+            buffer_consuming = asyncio.get_running_loop().create_future()
+            batch = list(events)
+            yield batch  # raising or cancellation in the consumer: no ack below
+            for event in batch:
+                await stream.ack(event)
+            events.clear()
+            if not buffer_consuming.done():
+                buffer_consuming.set_result(None)
+            buffer_full.clear()
+            buffer_consumed.set()
+    finally:
+        stream.enable_acks = enable_acks
+        stream._processors.remove(add_to_buffer)  # noqa: SLF001

@@ -12,6 +12,7 @@ import typer
 from driftline import __version__
 from driftline.commands.demo import demo
 from driftline.commands.infra import infra_app
+from driftline.commands.worker import worker
 
 app = typer.Typer(
     name="driftline",
@@ -21,6 +22,7 @@ app = typer.Typer(
 )
 app.add_typer(infra_app, name="infra")
 app.command()(demo)
+app.command()(worker)
 
 
 @app.command()

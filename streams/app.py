@@ -1,0 +1,480 @@
+"""driftline's Faust application: ingest (normalize + join) and detect, with Elasticsearch as the sink.
+
+Two agents, each processing batches (Faust's per-event path costs far more
+than the work per event, so everything per record happens in plain Python over
+a batch):
+
+``ingest`` — on the predictions and feedback topics (co-partitioned by request id)
+    decode, validate and pseudonymize (:mod:`.normalize`); dead letters go to
+    the dead-letter topic and index; join labels to predictions in event time
+    (:mod:`.join`, on the ``join`` table); index predictions (sampled per
+    model), joined outcomes and expired entries; send per-model-key
+    *observation batches* (errors, scores, latencies, numeric features) to the
+    observations topic, keyed by model key — the repartition step that puts
+    each detector in exactly one worker.
+
+``detect`` — on the observations topic
+    feed each model key's :class:`~.detect.DetectorBank` (River detectors,
+    replay-safe positions, alert cooldowns; the ``detectors`` table); each
+    alarm becomes a drift event and, through the cooldown policy, an alert;
+    both are indexed, alerts also go to the alerts topic and the webhook.
+
+Delivery: a batch is acknowledged (its offsets become committable) only after
+Elasticsearch acknowledged its documents and Kafka its output records; its
+table changes are written only then too (:class:`~.staging.StagedStore`).
+While Elasticsearch is unavailable the stage retries with back-off and
+commits nothing. Replays are harmless: documents have deterministic ids,
+observation batches carry their source offsets, the join keeps tombstones.
+
+Example:
+    >>> from driftline.settings import Settings
+    >>> app = create_app(Settings(pseudonymization_key="k" * 32, app_id="doc-example"))
+    >>> sorted(app.agents)  # doctest: +ELLIPSIS
+    ['driftline.streams.app.detect', 'driftline.streams.app.ingest']
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import faust
+from faust.types import EventT
+
+from driftline.connectors.codec import make_codec
+from driftline.connectors.elasticsearch import ElasticsearchSink, SinkBackpressure, SinkError
+from driftline.connectors.webhook import WebhookNotifier
+from driftline.settings import Settings
+from driftline.streams.alerts import AlertPolicy
+from driftline.streams.batching import take_batches
+from driftline.streams.detect import (
+    JOIN_CLOCK,
+    PREDICTION_CLOCK,
+    DetectorBank,
+    ModelKey,
+    Observation,
+    ObservationBatch,
+    observation_streams,
+)
+from driftline.streams.join import LabelJoiner
+from driftline.streams.normalize import DeadLetterRecord, EventKind, NormalizedEvent, Normalizer, RawRecord
+from driftline.streams.staging import StagedStore
+from driftline.streams.tables import PartitionTable, partition_scope
+
+log = logging.getLogger(__name__)
+
+#: Longest pause between two attempts to reach Elasticsearch while it is down.
+MAX_BACKOFF_S = 30.0
+
+
+def sampled(request_id: str, rate: float) -> bool:
+    """Deterministic sampling by request id: a replay makes the same decision.
+
+    Example:
+        >>> sampled("r-1", 1.0), sampled("r-1", 0.0)
+        (True, False)
+    """
+    if rate >= 1.0:
+        return True
+    if rate <= 0.0:
+        return False
+    digest = hashlib.blake2b(request_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 < rate
+
+
+def broker_url(bootstrap: str) -> str:
+    """Faust's broker URL for a bootstrap list.
+
+    Example:
+        >>> broker_url("a:9092,b:9092")
+        'kafka://a:9092;kafka://b:9092'
+    """
+    return ";".join(f"kafka://{server}" for server in bootstrap.split(","))
+
+
+async def flush_until_indexed(sink: ElasticsearchSink, topic: str, partition: int) -> Any:
+    """Flush one partition's batch, retrying with back-off for as long as Elasticsearch is down.
+
+    Nothing is acknowledged meanwhile, so nothing is committed that was not indexed.
+    """
+    delay = 0.5
+    while True:
+        try:
+            return await sink.flush(topic, partition)
+        except SinkBackpressure as exc:
+            wait = min(MAX_BACKOFF_S, max(delay, exc.retry_after or 0.0))
+            log.warning("Elasticsearch unavailable (%s); retrying %s[%d] in %.1f s", exc.reason, topic, partition, wait)
+            await asyncio.sleep(wait)
+            delay = min(MAX_BACKOFF_S, delay * 2)
+
+
+class Pipeline:
+    """The state and the per-batch logic of both agents, given an app and settings."""
+
+    def __init__(self, app: faust.App, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        partitions = settings.topic_partitions
+        # one channel over both input topics: they are co-partitioned by request id
+        self.input_topic = app.topic(settings.predictions_topic, settings.feedback_topic, key_type=bytes,
+                                     value_type=bytes, key_serializer="raw", value_serializer="raw",
+                                     partitions=partitions)
+        self.observations_topic = app.topic(f"{settings.app_id}.observations", key_type=bytes, value_type=bytes,
+                                            key_serializer="raw", value_serializer="raw", partitions=partitions,
+                                            internal=True)
+        self.deadletter_topic = app.topic(settings.deadletter_topic, key_type=bytes, value_type=bytes,
+                                          key_serializer="raw", value_serializer="raw")
+        self.alerts_topic = app.topic(settings.alerts_topic, key_type=bytes, value_type=bytes,
+                                      key_serializer="raw", value_serializer="raw")
+        self.join_table = self._table("join", partitions, faust.Schema(key_type=str, key_serializer="raw",
+                                                                        value_serializer="json"))
+        self.detector_table = self._table("detectors", partitions, faust.Schema(
+            key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"))
+        self.window_ms = int(settings.label_window_s * 1000)
+        self.policy = AlertPolicy(cooldown_s=settings.alert_cooldown_s)
+        self.dead_letter_codec = make_codec("dead_letter")
+        self.normalizer: Normalizer | None = None
+        self.sink: ElasticsearchSink | None = None
+        self.webhook: WebhookNotifier | None = None
+        self.counts: dict[str, int] = defaultdict(int)
+        self.seconds: dict[str, float] = defaultdict(float)  # time spent per phase, for the periodic report
+        self._sink_lock = asyncio.Lock()
+        self._detect_lock = asyncio.Lock()
+        self.waiting: dict[str, int] = {}  # model keys whose banks hold values back -> their partition
+
+    def _table(self, name: str, partitions: int, schema: faust.Schema) -> PartitionTable:
+        table = PartitionTable(self.app, name=name, partitions=partitions, schema=schema,
+                               beacon=self.app.tables.beacon)
+        return self.app.tables.add(table)  # type: ignore[return-value]
+
+    # --- lifecycle --------------------------------------------------------------
+
+    def build_normalizer(self) -> Normalizer:
+        key = self.settings.pseudonymization_key
+        return Normalizer.from_settings(self.settings, key.get_secret_value() if key else None)
+
+    async def start_sink(self) -> ElasticsearchSink:
+        """The Elasticsearch sink, templates installed; waits (with back-off) until Elasticsearch answers."""
+        async with self._sink_lock:
+            if self.sink is None:
+                self.sink = await self._new_sink()
+            return self.sink
+
+    async def _new_sink(self) -> ElasticsearchSink:
+        sink = ElasticsearchSink.from_settings(self.settings, prefix=self.settings.es_index_prefix)
+        delay = 0.5
+        while True:
+            try:
+                await sink.start()
+                break
+            except SinkBackpressure as exc:
+                log.warning("Elasticsearch not reachable yet (%s); retrying in %.1f s", exc.reason, delay)
+                await asyncio.sleep(delay)
+                delay = min(MAX_BACKOFF_S, delay * 2)
+        return sink
+
+    async def start_webhook(self) -> None:
+        if self.settings.webhook_url and self.webhook is None:
+            self.webhook = WebhookNotifier(self.settings.webhook_url)
+            await self.webhook.start()
+
+    async def stop(self) -> None:
+        if self.sink is not None:
+            await self.sink.close()
+            self.sink = None
+        if self.webhook is not None:
+            await self.webhook.close()
+            self.webhook = None
+
+    # --- ingest -----------------------------------------------------------------
+
+    def sample_rate(self, model: str) -> float:
+        return self.settings.model_sample_rates.get(model, self.settings.prediction_sample_rate)
+
+    def model_keys(self, model: str, version: str, slices: Mapping[str, Any]) -> list[ModelKey]:
+        """The detector keys one event feeds: its model version, plus one per configured slice attribute."""
+        keys = [ModelKey(model, version)]
+        for attribute in self.settings.slice_keys:
+            value = slices.get(attribute)
+            if value is not None:
+                keys.append(ModelKey(model, version, {attribute: str(value)}))
+        return keys
+
+    async def ingest(self, events: Sequence[EventT]) -> None:
+        """Normalize, join, index and forward one batch (any mix of partitions and topics)."""
+        assert self.normalizer is not None and self.sink is not None
+        t0 = time.perf_counter()
+        now_ms = int(time.time() * 1000)
+        by_partition: dict[int, list[EventT]] = defaultdict(list)
+        for event in events:
+            by_partition[event.message.partition].append(event)
+
+        staged: list[tuple[int, StagedStore]] = []
+        deliveries: list[Any] = []
+        touched: set[tuple[str, int]] = set()
+        for partition, partition_events in sorted(by_partition.items()):
+            records = [
+                RawRecord(e.value, e.key, e.message.topic, partition, e.message.offset,
+                          int(e.message.timestamp * 1000) if e.message.timestamp else None)
+                for e in partition_events
+            ]
+            normalized, dead_letters = self.normalizer.normalize_batch(records, now_ms)
+            for dead in dead_letters:
+                await self._dead_letter(dead, deliveries)
+                touched.add((dead.source_topic, partition))
+
+            predictions = [e for e in normalized if e.kind is EventKind.PREDICTION]
+            feedbacks = [e for e in normalized if e.kind is EventKind.FEEDBACK]
+            store = StagedStore(self.join_table)
+            joiner = LabelJoiner(store, window_ms=self.window_ms, namespace=str(partition))
+            result = joiner.join_batch([_with_time(e) for e in predictions], [_with_time(e) for e in feedbacks])
+            staged.append((partition, store))
+
+            observations: dict[ModelKey, list[Observation]] = defaultdict(list)
+            for event in predictions:
+                doc = event.document
+                if sampled(event.request_id, self.sample_rate(doc["model"]["name"])):
+                    self.sink.add("predictions", doc, topic=event.topic, partition=partition, offset=event.offset)
+                    touched.add((event.topic, partition))
+                prediction = doc.get("prediction") or {}
+                values = list(observation_streams(None, prediction.get("score"), doc.get("latency_ms"),
+                                                  (doc.get("features") or {}).get("numeric") or {}))
+                for key in self.model_keys(doc["model"]["name"], doc["model"]["version"], doc.get("labels") or {}):
+                    observations[key].extend(
+                        (stream, value, event.timestamp_ms, event.topic, event.offset) for stream, value in values
+                    )
+            # an outcome is attributed to the record that completed it (the label, usually)
+            completing = {e.request_id: e for e in predictions}
+            completing.update({e.request_id: e for e in feedbacks})
+            for outcome in result.outcomes:
+                doc = _indexable(outcome.document)
+                source = completing[outcome.id]
+                self.sink.add("outcomes", doc, topic=source.topic, partition=partition, offset=source.offset)
+                touched.add((source.topic, partition))
+                error = (doc.get("outcome") or {}).get("error")
+                if error is not None:
+                    model = doc["model"]
+                    # ordered by when the outcome became known: the later of prediction and label time
+                    predicted_ms = _ms(outcome.document)
+                    known_ms = max(predicted_ms, predicted_ms + int((doc.get("feedback") or {}).get("delay_ms") or 0))
+                    for key in self.model_keys(model["name"], model["version"], doc.get("labels") or {}):
+                        observations[key].append(("error", float(error), known_ms, source.topic, source.offset))
+            for expired in result.expired:
+                self.counts[f"expired_{expired.kind}"] += 1
+            total = result.total()
+            self.counts["joined"] += len(result.outcomes)
+            self.counts["duplicates"] += total.duplicates
+
+            marks = {}
+            if predictions:
+                marks[PREDICTION_CLOCK] = max(e.timestamp_ms for e in predictions)
+            if result.watermark_ms is not None:
+                marks[JOIN_CLOCK] = result.watermark_ms
+            for key, obs in observations.items():
+                batch = ObservationBatch(key, partition, marks, obs)
+                deliveries.append(await self.observations_topic.send(key=key.encode().encode(), value=batch.to_json()))
+
+        t1 = time.perf_counter()
+        for topic, partition in sorted(touched):
+            result = await flush_until_indexed(self.sink, topic, partition)
+            for rejected in result.rejected:
+                await self._rejected(rejected, deliveries)
+        t2 = time.perf_counter()
+        if deliveries:
+            await asyncio.gather(*deliveries)
+        t3 = time.perf_counter()
+        for partition, store in staged:
+            with partition_scope(partition):
+                self.counts["table_writes"] += store.commit()
+        t4 = time.perf_counter()
+        self.counts["ingested"] += len(events)
+        self.seconds["ingest.compute"] += t1 - t0
+        self.seconds["ingest.elasticsearch"] += t2 - t1
+        self.seconds["ingest.kafka_acks"] += t3 - t2
+        self.seconds["ingest.table_writes"] += t4 - t3
+
+    async def _dead_letter(self, dead: DeadLetterRecord, deliveries: list[Any]) -> None:
+        assert self.sink is not None
+        self.counts[f"dead_letter.{dead.error_type}"] += 1
+        self.sink.add("deadletters", dead.to_document(), topic=dead.source_topic, partition=dead.source_partition,
+                      offset=dead.source_offset)
+        value = self.dead_letter_codec.encode(dead.to_avro())
+        deliveries.append(await self.deadletter_topic.send(key=dead.raw_key, value=value))
+
+    async def _rejected(self, rejected: Any, deliveries: list[Any]) -> None:
+        """A document Elasticsearch refused (mapping error): a dead letter of the index stage."""
+        import json
+
+        self.counts["rejected_by_elasticsearch"] += 1
+        if rejected.stream == "deadletters":
+            log.error("Elasticsearch rejected a dead letter (%s): %s", rejected.error_type, rejected.reason)
+            return
+        raw = json.dumps(rejected.document, default=str).encode()
+        dead = DeadLetterRecord(raw, None, f"Elasticsearch rejected the {rejected.stream} document: {rejected.reason}",
+                                "mapping_error", rejected.topic, rejected.partition, rejected.offset or 0,
+                                int(time.time() * 1000), stage="index")
+        await self._dead_letter(dead, deliveries)
+        assert self.sink is not None
+        await flush_until_indexed(self.sink, dead.source_topic, dead.source_partition)
+
+    # --- detect -----------------------------------------------------------------
+
+    def new_bank(self, key: str) -> DetectorBank:
+        return DetectorBank(ModelKey.decode(key), partitions=self.settings.topic_partitions,
+                            idle_ms=int(self.settings.detect_idle_s * 1000))
+
+    async def detect(self, events: Sequence[EventT]) -> None:
+        """Feed one batch of observation batches to the detectors of their model keys."""
+        by_key: dict[tuple[int, str], list[ObservationBatch]] = defaultdict(list)
+        for event in events:
+            by_key[(event.message.partition, event.key.decode())].append(ObservationBatch.from_json(event.value))
+        now_ms = int(time.time() * 1000)
+        async with self._detect_lock:
+            updates = []
+            for (partition, key), batches in by_key.items():
+                stored = self.detector_table.get(key)
+                bank = DetectorBank.loads(stored) if stored else self.new_bank(key)
+                drift = []
+                for batch in batches:
+                    self.counts["observation_batches"] += 1
+                    drift += bank.apply(batch, now_ms)
+                updates.append((partition, key, bank, drift))
+            await self._publish(updates)
+
+    async def release_idle(self) -> None:
+        """Release values held back for partitions that went silent (end of a burst, idle models)."""
+        now_ms = int(time.time() * 1000)
+        async with self._detect_lock:
+            updates = []
+            for key, partition in list(self.waiting.items()):
+                stored = self.detector_table.get(key)
+                if not stored:
+                    continue
+                bank = DetectorBank.loads(stored)
+                drift = bank.release(now_ms)
+                if drift or bank.waiting == 0:
+                    updates.append((partition, key, bank, drift))
+            if updates:
+                await self._publish(updates)
+
+    async def _publish(self, updates: list[tuple[int, str, DetectorBank, list[Any]]]) -> None:
+        """Index drift events and alerts, send alerts, then checkpoint the banks (in that order)."""
+        assert self.sink is not None
+        topic = self.observations_topic.get_topic_name()
+        alerts = []
+        touched: set[int] = set()
+        for partition, _, bank, drift_events in updates:
+            for drift in drift_events:
+                self.counts["drift_events"] += 1
+                self.sink.add("drift", drift.document(), topic=topic, partition=partition, doc_id=drift.id)
+                touched.add(partition)
+                alert = self.policy.consider(drift, bank.alert_state)
+                if alert is not None:
+                    self.sink.add("alerts", alert.document(), topic=topic, partition=partition, doc_id=alert.id)
+                    alerts.append(alert)
+        for partition in sorted(touched):
+            await flush_until_indexed(self.sink, topic, partition)
+        deliveries = [await self.alerts_topic.send(key=a.drift.alert_key.encode(), value=a.to_json()) for a in alerts]
+        if deliveries:
+            await asyncio.gather(*deliveries)
+        for alert in alerts:
+            self.counts["alerts"] += 1
+            log.warning("ALERT %s", alert.message)
+            if self.webhook is not None:
+                await self.webhook.deliver(alert.document(), key=alert.id)
+        for partition, key, bank, _ in updates:
+            with partition_scope(partition):
+                self.detector_table[key] = bank.dumps()
+            if bank.waiting:
+                self.waiting[key] = partition
+            else:
+                self.waiting.pop(key, None)
+
+
+def _with_time(event: NormalizedEvent) -> dict[str, Any]:
+    return {**event.document, "timestamp_ms": event.timestamp_ms}
+
+
+def _ms(document: Mapping[str, Any]) -> int:
+    return int(document.get("timestamp_ms") or 0)
+
+
+def _indexable(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The document without the pipeline's own bookkeeping fields."""
+    return {k: v for k, v in document.items() if k != "timestamp_ms"}
+
+
+def faust_settings(settings: Settings) -> dict[str, Any]:
+    """Faust configuration from driftline's settings."""
+    conf: dict[str, Any] = {
+        "broker": broker_url(settings.kafka_bootstrap),
+        "store": settings.store,
+        "topic_partitions": settings.topic_partitions,
+        "topic_replication_factor": settings.topic_replication_factor,
+        "consumer_auto_offset_reset": "earliest",
+        "producer_acks": -1,
+        "web_enabled": settings.worker_web_port is not None,
+        "table_standby_replicas": 0,
+    }
+    if settings.worker_web_port is not None:
+        conf["web_port"] = settings.worker_web_port
+    if settings.kafka_session_timeout_ms is not None:
+        conf["broker_session_timeout"] = settings.kafka_session_timeout_ms / 1000
+        conf["broker_heartbeat_interval"] = max(0.25, settings.kafka_session_timeout_ms / 6000)
+    if settings.kafka_sasl_mechanism and settings.kafka_sasl_username and settings.kafka_sasl_password:
+        import ssl
+
+        ssl_context = ssl.create_default_context(cafile=str(settings.kafka_ssl_ca_location) if settings.kafka_ssl_ca_location else None)
+        conf["broker_credentials"] = faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password.get_secret_value(),
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=ssl_context if settings.kafka_security_protocol == "SASL_SSL" else None,
+        )
+    elif settings.kafka_security_protocol == "SSL":
+        import ssl
+
+        conf["broker_credentials"] = ssl.create_default_context(
+            cafile=str(settings.kafka_ssl_ca_location) if settings.kafka_ssl_ca_location else None
+        )
+    return conf
+
+
+def create_app(settings: Settings) -> faust.App:
+    """The Faust app for these settings, with both agents registered."""
+    app = faust.App(settings.app_id, **faust_settings(settings))
+    pipeline = Pipeline(app, settings)
+    app.driftline_pipeline = pipeline  # type: ignore[attr-defined]
+    batch, within = settings.batch_size, settings.batch_within_s
+
+    @app.agent(pipeline.input_topic, name="driftline.streams.app.ingest")
+    async def ingest(stream: faust.StreamT) -> None:
+        pipeline.normalizer = pipeline.normalizer or pipeline.build_normalizer()
+        await pipeline.start_sink()
+        async for events in take_batches(stream, batch, within):
+            await pipeline.ingest(events)
+
+    @app.agent(pipeline.observations_topic, name="driftline.streams.app.detect")
+    async def detect(stream: faust.StreamT) -> None:
+        await pipeline.start_sink()
+        await pipeline.start_webhook()
+        async for events in take_batches(stream, batch, within):
+            await pipeline.detect(events)
+
+    @app.timer(interval=max(1.0, settings.detect_idle_s / 3))
+    async def release_idle() -> None:
+        if pipeline.sink is not None and pipeline.waiting:
+            await pipeline.release_idle()
+
+    @app.timer(interval=10.0)
+    async def report() -> None:
+        if pipeline.counts:
+            log.info("driftline counts: %s; seconds: %s", dict(sorted(pipeline.counts.items())),
+                     {k: round(v, 1) for k, v in sorted(pipeline.seconds.items())})
+
+    return app

@@ -1,0 +1,312 @@
+"""The detect stage's state for one model key: its detectors, alert cooldowns and input position.
+
+The ingest stage sends *observation batches* to the detect stage, keyed by
+model key (model, version and optionally one slice): each batch holds the
+values of the monitored streams — ``error`` (concept drift), ``score``
+(prediction drift), ``latency`` (system) and ``feature.<name>`` (data
+drift) — from records of one source partition, each with its event time and
+the topic and offset of the record it came from, plus that partition's clocks.
+
+Before the detectors, values are put back in event-time order (see
+:class:`DetectorBank`): the alarms then depend only on the input, not on the
+order the worker happened to fetch partitions in, or on restarts.
+
+A :class:`DetectorBank` is everything the detect stage keeps for one model
+key. It is a plain picklable object (River detectors inside), written to a
+changelogged table once per key per batch. It records, per source topic and
+partition, the last source offset it received: values replayed after a crash
+(at-least-once delivery) are recognized and skipped, so no detector is
+updated twice with the same values.
+
+Example:
+    >>> bank = DetectorBank(ModelKey("fraud", "v1"), partitions=1)
+    >>> batch = ObservationBatch(ModelKey("fraud", "v1"), 0, {"j": 3_000},
+    ...                          [("error", 0.0, 1_000, "feedback", 7), ("error", 1.0, 2_000, "feedback", 8)])
+    >>> bank.apply(batch), bank.positions["error"]
+    ([], 2)
+    >>> bank.apply(batch), bank.replayed   # a redelivered batch changes nothing
+    ([], 2)
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import pickle
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from driftline.streams.alerts import DriftEvent
+from driftline.streams.detectors import DetectorSpec, StreamDetector, build_detector, default_spec
+
+#: Which detector stream kind (and drift kind of the alert) a stream name belongs to.
+STREAM_KINDS: dict[str, tuple[str, str]] = {
+    "error": ("concept", "concept"),
+    "score": ("prediction", "prediction"),
+    "latency": ("system", "latency"),
+}
+FEATURE_PREFIX = "feature."
+
+
+def stream_kinds(stream: str) -> tuple[str, str]:
+    """(detector stream kind, drift kind) of a stream name.
+
+    Example:
+        >>> stream_kinds("feature.amount"), stream_kinds("error")
+        (('data', 'data'), ('concept', 'concept'))
+    """
+    if stream.startswith(FEATURE_PREFIX):
+        return ("data", "data")
+    try:
+        return STREAM_KINDS[stream]
+    except KeyError:
+        raise ValueError(f"unknown stream {stream!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelKey:
+    """Who a detector watches: a model version, or one slice of it.
+
+    Example:
+        >>> ModelKey("fraud", "v1", {"region": "eu"}).encode()
+        'fraud|v1|region=eu'
+        >>> ModelKey.decode("fraud|v1|region=eu") == ModelKey("fraud", "v1", {"region": "eu"})
+        True
+    """
+
+    model: str
+    version: str
+    slice: Mapping[str, str] = field(default_factory=dict)
+
+    def encode(self) -> str:
+        """The Kafka and table key (stable: slice attributes sorted)."""
+        parts = [self.model, self.version] + [f"{k}={v}" for k, v in sorted(self.slice.items())]
+        return "|".join(p.replace("|", "/") for p in parts)
+
+    @classmethod
+    def decode(cls, text: str) -> "ModelKey":
+        model, version, *rest = text.split("|")
+        return cls(model, version, dict(p.split("=", 1) for p in rest))
+
+    def __hash__(self) -> int:
+        return hash(self.encode())
+
+
+#: The clock a stream is ordered by: prediction-derived values by the
+#: prediction's event time ("p"); errors by the time the outcome was known,
+#: the later of prediction and label time ("j", the join's clock).
+PREDICTION_CLOCK, JOIN_CLOCK = "p", "j"
+
+
+def clock_of(stream: str) -> str:
+    """Which clock orders a stream.
+
+    Example:
+        >>> clock_of("error"), clock_of("feature.amount")
+        ('j', 'p')
+    """
+    return JOIN_CLOCK if stream == "error" else PREDICTION_CLOCK
+
+
+#: One value: (stream, value, event time ms, source topic, source offset).
+Observation = tuple[str, float, int, str, int]
+
+
+@dataclass(slots=True)
+class ObservationBatch:
+    """Values for one model key from one source partition, with that partition's clocks.
+
+    ``marks`` holds, per clock, the latest event time the ingest stage had seen
+    in ``source_partition`` when it sent the batch: every later value from that
+    partition on that clock is at least as recent (for in-order input).
+    """
+
+    key: ModelKey
+    source_partition: int
+    marks: dict[str, int]
+    observations: list[Observation]
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "model": self.key.model,
+                "version": self.key.version,
+                "slice": dict(self.key.slice),
+                "partition": self.source_partition,
+                "marks": self.marks,
+                "obs": self.observations,
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str | Mapping[str, Any]) -> "ObservationBatch":
+        obj = data if isinstance(data, Mapping) else json.loads(data)
+        return cls(
+            ModelKey(obj["model"], obj["version"], obj.get("slice") or {}),
+            int(obj["partition"]),
+            {str(k): int(v) for k, v in obj["marks"].items()},
+            [(str(s), float(v), int(t), str(topic), int(o)) for s, v, t, topic, o in obj["obs"]],
+        )
+
+
+class DetectorBank:
+    """Detectors, reorder buffer, cooldown state and input positions of one :class:`ModelKey`.
+
+    Values from the source partitions arrive interleaved in whatever order the
+    worker happened to fetch them. The bank puts them back in event-time order
+    before any detector sees them: a value waits in a buffer until every source
+    partition's mark (on the value's clock) has passed its time, and then values
+    are released sorted by (time, partition, topic, offset). The sequence each
+    detector sees therefore depends only on the input, not on fetch timing or
+    restarts — the condition for a restarted worker to raise exactly the alarms
+    an uninterrupted one would. A partition silent for ``idle_ms`` of wall time
+    stops holding values back (then, and for values later than the marks,
+    order is arrival order).
+
+    Parameters
+    ----------
+    key
+        The model key the bank watches.
+    partitions
+        Number of source partitions (the input topics').
+    specs
+        Detector spec per stream kind (``concept``, ``data``, ``prediction``,
+        ``system``); missing kinds use :func:`default_spec`.
+    idle_ms
+        Wall-clock time after which a silent partition no longer holds values back.
+    """
+
+    def __init__(self, key: ModelKey, partitions: int = 1, specs: Mapping[str, DetectorSpec] | None = None,
+                 idle_ms: int = 30_000) -> None:
+        self.key = key
+        self.partitions = partitions
+        self.specs = dict(specs or {})
+        self.idle_ms = idle_ms
+        self.detectors: dict[str, StreamDetector] = {}
+        self.received: dict[str, int] = {}  # "topic:partition" -> last source offset received
+        self.alert_state: dict[str, Any] = {}  # AlertPolicy's store, co-located with the key
+        self.marks: dict[str, dict[int, int]] = {PREDICTION_CLOCK: {}, JOIN_CLOCK: {}}
+        self.heard_ms: dict[int, int] = {}  # wall time a partition last sent a batch
+        self.created_ms: int | None = None
+        # heaps of (time, partition, topic, offset, index in batch, stream, value)
+        self.pending: dict[str, list[tuple[int, int, str, int, int, str, float]]] = {PREDICTION_CLOCK: [], JOIN_CLOCK: []}
+        self.replayed = 0  # observations skipped as already received
+
+    @property
+    def positions(self) -> dict[str, int]:
+        """Values applied so far, per stream."""
+        return {stream: det.position for stream, det in self.detectors.items()}
+
+    @property
+    def waiting(self) -> int:
+        """Values received but not yet released to the detectors."""
+        return sum(len(heap) for heap in self.pending.values())
+
+    def detector(self, stream: str) -> StreamDetector:
+        det = self.detectors.get(stream)
+        if det is None:
+            kind, _ = stream_kinds(stream)
+            det = self.detectors[stream] = build_detector(self.specs.get(kind) or default_spec(kind))  # type: ignore[arg-type]
+        return det
+
+    def apply(self, batch: ObservationBatch, now_ms: int = 0) -> list[DriftEvent]:
+        """Receive a batch (skipping values already received) and release what is in order.
+
+        Returns the drift events raised by the values released.
+        """
+        partition = batch.source_partition
+        if self.created_ms is None:
+            self.created_ms = now_ms
+        # one record's values all travel in one batch: compare with what was received before it
+        before = dict(self.received)
+        for index, (stream, value, event_ms, topic, offset) in enumerate(batch.observations):
+            source = f"{topic}:{partition}"
+            if offset <= before.get(source, -1):
+                self.replayed += 1
+                continue
+            if offset > self.received.get(source, -1):
+                self.received[source] = offset
+            heapq.heappush(self.pending[clock_of(stream)], (event_ms, partition, topic, offset, index, stream, value))
+        for clock, mark in batch.marks.items():
+            marks = self.marks.setdefault(clock, {})
+            marks[partition] = max(mark, marks.get(partition, mark))
+        self.heard_ms[partition] = max(now_ms, self.heard_ms.get(partition, now_ms))
+        return self.release(now_ms)
+
+    def watermark(self, clock: str, now_ms: int) -> float:
+        """Values on ``clock`` older than this are in order and can be released."""
+        marks = self.marks.get(clock, {})
+        since = now_ms if self.created_ms is None else self.created_ms
+        blocking = [
+            marks.get(p, -1)
+            for p in range(self.partitions)
+            if now_ms - self.heard_ms.get(p, since) < self.idle_ms  # a silent partition stops blocking
+        ]
+        return min(blocking) if blocking else float("inf")
+
+    def release(self, now_ms: int = 0) -> list[DriftEvent]:
+        """Feed the detectors every buffered value older than its clock's watermark, in order."""
+        events: list[DriftEvent] = []
+        for clock, heap in self.pending.items():
+            watermark = self.watermark(clock, now_ms)
+            ready: dict[str, list[tuple[float, int]]] = {}
+            while heap and heap[0][0] < watermark:
+                event_ms, _, _, _, _, stream, value = heapq.heappop(heap)
+                ready.setdefault(stream, []).append((value, event_ms))
+            for stream, values in ready.items():
+                det = self.detector(stream)
+                start = det.position
+                for signal in det.update_many([v for v, _ in values], start_position=start):
+                    events.append(self._drift_event(stream, signal, values[signal.position - start][1]))
+        return events
+
+    def _drift_event(self, stream: str, signal: Any, event_ms: int) -> DriftEvent:
+        _, drift_kind = stream_kinds(stream)
+        feature = stream[len(FEATURE_PREFIX):] if stream.startswith(FEATURE_PREFIX) else None
+        return DriftEvent(
+            detector=signal.detector,
+            kind=drift_kind,
+            stream=stream,
+            feature=feature,
+            model_name=self.key.model,
+            model_version=self.key.version,
+            slice=dict(self.key.slice),
+            position=signal.position,
+            event_time_ms=event_ms,
+            statistic=signal.statistic,
+            threshold=signal.threshold,
+            p_value=signal.p_value,
+            window_size=signal.window_size,
+        )
+
+    def dumps(self) -> bytes:
+        """The bank as bytes for a table (pickle: River detectors are plain picklable objects)."""
+        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @staticmethod
+    def loads(data: bytes) -> "DetectorBank":
+        bank = pickle.loads(data)
+        if not isinstance(bank, DetectorBank):
+            raise TypeError(f"not a DetectorBank: {type(bank).__name__}")
+        return bank
+
+
+def observation_streams(outcome_error: float | None, score: float | None, latency: float | None,
+                        numeric_features: Mapping[str, float]) -> Iterable[tuple[str, float]]:
+    """The (stream, value) pairs one event contributes (errors come from joined outcomes).
+
+    Example:
+        >>> list(observation_streams(None, 0.8, 12.0, {"amount": 3.0}))
+        [('score', 0.8), ('latency', 12.0), ('feature.amount', 3.0)]
+    """
+    if outcome_error is not None:
+        yield ("error", float(outcome_error))
+    if score is not None:
+        yield ("score", float(score))
+    if latency is not None:
+        yield ("latency", float(latency))
+    for name, value in numeric_features.items():
+        yield (FEATURE_PREFIX + name, float(value))
+

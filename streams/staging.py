@@ -1,0 +1,90 @@
+"""A write buffer over a table: state changes become visible to the table only when committed.
+
+A stage computes a batch's new state (join entries, detector banks) before its
+outputs are durable. If it wrote the table at once and then crashed before
+Elasticsearch and Kafka had acknowledged the outputs, the table (changelogged
+asynchronously) could already say "joined" for a request whose outcome was
+never indexed, and the replayed input would then be dropped as a duplicate.
+:class:`StagedStore` holds the writes until :meth:`commit`, which the stage
+calls only after its outputs were acknowledged.
+
+Example:
+    >>> table = {"a": 1}
+    >>> staged = StagedStore(table)
+    >>> staged["b"] = 2; del staged["a"]
+    >>> staged.get("a"), staged["b"], table
+    (None, 2, {'a': 1})
+    >>> staged.commit(), table
+    (2, {'b': 2})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping
+from typing import Any
+
+_DELETED = object()
+
+
+class StagedStore(MutableMapping[Any, Any]):
+    """Reads see staged writes first, then the table; :meth:`commit` applies the writes once each."""
+
+    def __init__(self, table: MutableMapping[Any, Any]) -> None:
+        self.table = table
+        self.changes: dict[Any, Any] = {}
+
+    def __getitem__(self, key: Any) -> Any:
+        if key in self.changes:
+            value = self.changes[key]
+            if value is _DELETED:
+                raise KeyError(key)
+            return value
+        return self.table[key]
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __contains__(self, key: object) -> bool:
+        if key in self.changes:
+            return self.changes[key] is not _DELETED
+        return key in self.table
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.changes[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        if key not in self:
+            raise KeyError(key)
+        self.changes[key] = _DELETED
+
+    def __iter__(self) -> Iterator[Any]:  # not used on the hot path
+        seen = set()
+        for key, value in self.changes.items():
+            seen.add(key)
+            if value is not _DELETED:
+                yield key
+        for key in self.table:
+            if key not in seen:
+                yield key
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def commit(self) -> int:
+        """Write the staged changes to the table (one write per key); returns how many."""
+        n = len(self.changes)
+        for key, value in self.changes.items():
+            if value is _DELETED:
+                if key in self.table:
+                    del self.table[key]
+            else:
+                self.table[key] = value
+        self.changes.clear()
+        return n
+
+    def discard(self) -> None:
+        """Forget the staged changes."""
+        self.changes.clear()

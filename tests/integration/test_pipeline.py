@@ -1,0 +1,183 @@
+"""End to end: model service → Kafka → driftline worker → Elasticsearch, on real servers.
+
+A simulated fraud model logs 20,000 predictions and their feedback through the
+producer API, with a concept drift (the error rate jumps) at one known point,
+a mean shift of one feature at another, and 50 malformed messages.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+
+import pytest
+from confluent_kafka import Producer
+
+from driftline.connectors.codec import make_codec
+from driftline.connectors.kafka_admin import driftline_topics, ensure_topics
+from driftline.connectors.producer import PredictionLogger
+from tests.worker_process import IndexReader, WorkerProcess, pipeline_settings, wait_until
+
+N = 20_000
+FEATURE_SHIFT_AT = 6_000
+CONCEPT_DRIFT_AT = 12_000
+STEP_MS = 100  # one prediction every 100 ms of event time
+START_MS = 1_763_800_000_000
+LABEL_DELAY_MS = 30_000
+FEATURES = ["f0", "f1", "f2", "f3", "f4"]
+SHIFTED = "f2"
+MALFORMED_PREDICTIONS, MALFORMED_FEEDBACK = 40, 10
+#: ADWIN needs a few hundred outcomes to see a 0.10 → 0.45 error-rate change; allow 2,000.
+DETECTION_BOUND = 2_000
+
+
+@dataclass(frozen=True)
+class Traffic:
+    predictions: list[dict]
+    feedback: list[dict]
+    malformed: list[tuple[str, bytes]]
+
+
+def ts(i: int) -> int:
+    return START_MS + i * STEP_MS
+
+
+def simulate(seed: int = 20261122) -> Traffic:
+    rng = random.Random(seed)
+    predictions, feedback = [], []
+    for i in range(N):
+        features = {f: rng.gauss(0.0, 1.0) for f in FEATURES}
+        if i >= FEATURE_SHIFT_AT:
+            features[SHIFTED] += 1.0  # a 1σ mean shift
+        score = rng.random()
+        predicted = "fraud" if score > 0.5 else "legit"
+        error_rate = 0.10 if i < CONCEPT_DRIFT_AT else 0.45
+        truth = predicted if rng.random() >= error_rate else ("legit" if predicted == "fraud" else "fraud")
+        request_id = f"req-{i:06d}"
+        predictions.append({
+            "request_id": request_id, "timestamp": ts(i), "model_name": "fraud", "model_version": "v1",
+            "latency_ms": rng.lognormvariate(2.0, 0.2),
+            "prediction": [{"label": predicted, "score": score}],
+            "numeric_features": features, "slices": {"region": rng.choice(["eu", "us"])},
+            "subject_id": f"customer-{rng.randrange(5000)}",
+        })
+        feedback.append({"request_id": request_id, "timestamp": ts(i) + LABEL_DELAY_MS, "labels": [truth],
+                         "label_source": "PROCESS_FEEDBACK"})
+    codec = make_codec("prediction_event")
+    valid = codec.encode(predictions[0])
+    malformed: list[tuple[str, bytes]] = []
+    for k in range(MALFORMED_PREDICTIONS):
+        kind = k % 4
+        if kind == 0:
+            raw = bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 80)))  # garbage
+        elif kind == 1:
+            raw = valid[: rng.randint(11, len(valid) - 1)]  # truncated Avro
+        elif kind == 2:
+            raw = b'{"request_id": "json-%d", "model_name": "fraud"' % k  # broken JSON
+        else:
+            raw = codec.encode({**predictions[0], "request_id": f"nan-{k}", "latency_ms": float("nan")})  # invalid value
+        malformed.append(("predictions", raw))
+    for k in range(MALFORMED_FEEDBACK):
+        malformed.append(("feedback", b'{"request_id": "fb-%d", "labels": []}' % k))  # no label
+    return Traffic(predictions, feedback, malformed)
+
+
+def produce(settings, traffic: Traffic) -> None:
+    """Log everything through the producer API; labels follow their predictions ~100 requests later."""
+    with PredictionLogger(settings, max_buffer=200_000) as log:
+        for i, prediction in enumerate(traffic.predictions):
+            log.log_prediction(prediction)
+            if i >= 100:
+                log.log_feedback(traffic.feedback[i - 100])
+        for fb in traffic.feedback[-100:]:
+            log.log_feedback(fb)
+        assert log.flush(60) == 0
+    assert log.stats.delivered == 2 * N
+    raw = Producer(settings.kafka_client_config())
+    topics = {"predictions": settings.predictions_topic, "feedback": settings.feedback_topic}
+    for n, (which, value) in enumerate(traffic.malformed):
+        raw.produce(topics[which], value=value, key=f"bad-{n}".encode())
+    assert raw.flush(30) == 0
+
+
+@pytest.fixture(scope="module")
+def run(settings, tmp_path_factory):
+    """One pipeline run over the simulated traffic (shared by the assertions below)."""
+    run_settings = pipeline_settings(settings)
+    ensure_topics(run_settings, driftline_topics(run_settings))
+    traffic = simulate()
+    worker = WorkerProcess(run_settings, tmp_path_factory.mktemp("worker") / "worker.log").start()
+    reader = IndexReader(run_settings)
+    try:
+        started = time.monotonic()
+        produce(run_settings, traffic)
+        print(f"produced in {time.monotonic() - started:.1f} s")
+        wait_until(lambda: reader.count("predictions") >= N and reader.count("outcomes") >= N
+                   and reader.count("deadletters") >= len(traffic.malformed), 240, "all documents indexed", worker)
+        # the detect stage runs behind ingest: wait for the concept-drift alert, then let it settle
+        print(f"indexed after {time.monotonic() - started:.1f} s")
+        wait_until(lambda: reader.count("alerts", {"term": {"drift.kind": "concept"}}) > 0, 120,
+                   "the concept-drift alert", worker)
+        print(f"concept alert after {time.monotonic() - started:.1f} s")
+        last: list[tuple[int, int]] = []
+
+        def settled() -> bool:
+            last.append((reader.count("drift"), reader.count("alerts")))
+            return len(last) > 1 and last[-1] == last[-2]
+
+        wait_until(settled, 60, "drift documents to settle", worker, 3.0)
+        yield run_settings, traffic, reader, worker
+    finally:
+        worker.stop()
+        reader.close()
+
+
+def test_every_valid_prediction_is_indexed_exactly_once(run):
+    _, traffic, reader, _ = run
+    assert reader.count("predictions") == N
+    ids = reader.field_values("predictions", "request.id")
+    assert len(ids) == N and set(ids) == {p["request_id"] for p in traffic.predictions}
+
+
+def test_joined_outcomes_equal_the_matched_feedback(run):
+    _, traffic, reader, _ = run
+    assert reader.count("outcomes") == len(traffic.feedback)
+    wrong = reader.count("outcomes", {"term": {"outcome.correct": False}})
+    assert 0.2 * N < wrong < 0.3 * N  # 10% errors before the drift, 45% after
+
+
+def test_malformed_messages_are_dead_letters_with_reasons(run):
+    _, traffic, reader, _ = run
+    letters = reader.search("deadletters")
+    assert len(letters) == len(traffic.malformed)
+    assert all(d["error"]["message"] and d["error"]["type"] for d in letters)
+    kinds = {d["error"]["type"] for d in letters}
+    assert {"decode_error", "validation_error"} <= kinds
+
+
+def test_concept_drift_alert_after_the_drift_within_bound_and_none_before(run):
+    _, _, reader, _ = run
+    concept = reader.search("drift", {"term": {"drift.kind": "concept"}})
+    assert concept, "no concept drift detected"
+    times = sorted(_epoch_ms(d["@timestamp"]) for d in concept)
+    drift_ms = ts(CONCEPT_DRIFT_AT) + LABEL_DELAY_MS  # errors are ordered by when the label was known
+    assert times[0] >= drift_ms, "a concept drift was raised before the drift point"
+    assert times[0] <= drift_ms + DETECTION_BOUND * STEP_MS, "the concept drift was found too late"
+    alerts = reader.search("alerts", {"term": {"drift.kind": "concept"}})
+    assert len(alerts) == 1 and alerts[0]["alert"]["severity"] == "critical"
+
+
+def test_data_drift_alert_on_the_shifted_feature_only(run):
+    _, _, reader, _ = run
+    data = reader.search("drift", {"term": {"drift.kind": "data"}})
+    features = {d["drift"]["feature"] for d in data}
+    assert features == {SHIFTED}, f"data drift on {features}"
+    first = min(_epoch_ms(d["@timestamp"]) for d in data)
+    assert ts(FEATURE_SHIFT_AT) <= first <= ts(FEATURE_SHIFT_AT + DETECTION_BOUND)
+
+
+def _epoch_ms(iso: str) -> int:
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)

@@ -145,6 +145,26 @@ class Settings(BaseSettings):
         except ValidationError as exc:
             raise SettingsError.from_validation_error(exc) from None
 
+    def to_env(self) -> dict[str, str]:
+        """The ``DRIFTLINE_*`` variables that reproduce these settings in a child process.
+
+        Example:
+            >>> Settings(app_id="x").to_env()["DRIFTLINE_APP_ID"]
+            'x'
+        """
+        import json
+
+        env: dict[str, str] = {}
+        for name, value in self.model_dump().items():
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            if isinstance(value, (dict, list)):
+                value = json.dumps(value)
+            env[f"DRIFTLINE_{name.upper()}"] = str(value)
+        return env
+
     def kafka_client_config(self) -> dict[str, Any]:
         """The librdkafka settings shared by producers, consumers and admin clients."""
         conf: dict[str, Any] = {

@@ -32,6 +32,7 @@ def pipeline_settings(base: Settings, **overrides: Any) -> Settings:
         "es_index_prefix": f"t{tag}",
         "pseudonymization_key": PSEUDONYMIZATION_KEY,
         "batch_within_s": 0.2,
+        "detect_idle_s": 10.0,  # the tail of a finite test stream is released 10 s after the input stops
         "kafka_session_timeout_ms": 6000,
     }
     values.update(overrides)
@@ -39,22 +40,9 @@ def pipeline_settings(base: Settings, **overrides: Any) -> Settings:
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The DRIFTLINE_* environment that reproduces ``settings`` in a child process."""
-    import json
-
+    """This process's environment, with DRIFTLINE_* replaced by ``settings``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        if isinstance(value, (dict, list)):
-            value = json.dumps(value)
-        env[f"DRIFTLINE_{name.upper()}"] = str(value)
-    key = settings.pseudonymization_key
-    if key is not None:
-        env["DRIFTLINE_PSEUDONYMIZATION_KEY"] = key.get_secret_value()
-    return env
+    return env | settings.to_env()
 
 
 @dataclass

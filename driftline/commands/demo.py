@@ -1,27 +1,35 @@
-"""``driftline demo``: the embedded servers plus a round trip of real events.
+"""``driftline demo``: the whole pipeline on the embedded defaults, with drifts at known points.
 
-Starts the local Kafka broker and Elasticsearch-API server if they are not
-running (only when the settings point at the local defaults), creates the
-topics, logs predictions and delayed feedback through the producer API, reads
-every event back from Kafka and decodes it, and prints what a user can do next.
+1. starts the local Kafka broker and Elasticsearch-API server if they are not
+   running (only when the settings point at the local defaults);
+2. starts ``driftline worker`` on this run's own topics and indices;
+3. runs a simulated model service (:mod:`driftline.simulation`) that logs
+   predictions and delayed feedback through the producer API — a gradual
+   feature drift and an abrupt concept drift at known points — plus a few
+   malformed messages;
+4. shows progress as documents land in Elasticsearch and prints each alert as
+   it arrives;
+5. ends with a summary and the Elasticsearch queries to run next.
 """
 
 from __future__ import annotations
 
-import random
+import os
+import signal
+import subprocess
+import sys
 import time
-import uuid
+from collections import Counter
+from pathlib import Path
 
 import typer
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from driftline.connectors.codec import DecodeError, make_codec, registry_client
-from driftline.connectors.kafka_admin import driftline_topics, ensure_topics
-from driftline.connectors.producer import PredictionLogger
 from driftline.settings import LOCAL_ES_PORT, LOCAL_KAFKA_PORT, Settings, SettingsError
+from driftline.simulation import SimulatedService, Traffic
 
 console = Console()
 
@@ -36,7 +44,7 @@ def _start_local_servers(settings: Settings) -> None:
     infra = LocalInfrastructure(settings.infra_dir)
     try:
         with console.status("starting the embedded Kafka broker and Elasticsearch-API server ..."):
-            results = infra.up(progress=lambda msg: console.log(msg))
+            results = infra.up()
     except InfrastructureError as exc:
         console.print(f"[red]could not start the local servers:[/] {exc}")
         raise typer.Exit(1) from None
@@ -45,126 +53,194 @@ def _start_local_servers(settings: Settings) -> None:
         console.print(f"  {result.status.name}: {verb} at {result.status.url}")
 
 
-def simulated_events(n: int, seed: int = 42) -> tuple[list[dict], list[dict]]:
-    """``n`` predictions of a small fraud model and feedback for ~80% of them, delayed 1–60 min."""
-    rng = random.Random(seed)
-    start_ms = int(time.time() * 1000) - n * 1000
-    predictions, feedback = [], []
-    for i in range(n):
-        request_id = str(uuid.UUID(int=rng.getrandbits(128)))
-        amount = rng.lognormvariate(3.5, 1.0)
-        score = min(1.0, amount / 400.0 + rng.random() * 0.2)
-        ts = start_ms + i * 1000
-        predictions.append(
-            {
-                "request_id": request_id,
-                "timestamp": ts,
-                "model_name": "fraud-detector",
-                "model_version": "v1",
-                "latency_ms": rng.lognormvariate(1.5, 0.3),
-                "prediction": [{"label": "fraud" if score > 0.5 else "legit", "score": score}],
-                "features": {"amount": amount, "country": rng.choice(["DE", "FR", "US"]), "new_device": rng.random() < 0.1},
-                "slices": {"region": rng.choice(["eu", "us"])},
-            }
-        )
-        if rng.random() < 0.8:
-            label = "fraud" if amount > 200 and rng.random() < 0.7 else "legit"
-            feedback.append(
-                {"request_id": request_id, "timestamp": ts + rng.randint(60_000, 3_600_000), "labels": [label],
-                 "label_source": "PROCESS_FEEDBACK"}
-            )
-    return predictions, feedback
+def _run_settings(settings: Settings) -> Settings:
+    """This run's own topics, consumer group and indices, so demos never mix."""
+    from driftline.streams.pseudonymize import generate_key
+
+    tag = f"demo{time.strftime('%Y%m%d%H%M%S')}"
+    key = settings.pseudonymization_key.get_secret_value() if settings.pseudonymization_key else generate_key()
+    values = settings.model_dump() | {
+        "predictions_topic": f"driftline.{tag}.predictions",
+        "feedback_topic": f"driftline.{tag}.feedback",
+        "deadletter_topic": f"driftline.{tag}.deadletter",
+        "alerts_topic": f"driftline.{tag}.alerts",
+        "app_id": f"driftline-{tag}",
+        "es_index_prefix": tag,
+        "pseudonymization_key": key if isinstance(key, str) else key.hex(),
+        "detect_idle_s": 10.0,
+        "slice_keys": settings.slice_keys or ["region"],
+    }
+    return Settings(**values)
 
 
-def _read_back(settings: Settings, topic: str, partitions: int, expected: int, codec, progress: Progress) -> tuple[int, int]:
-    """Consume ``topic`` from the beginning by assignment; returns (decoded, undecodable)."""
-    consumer = Consumer(settings.kafka_consumer_config(f"driftline-demo-{uuid.uuid4().hex[:6]}") | {"enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
-    task = progress.add_task(f"reading {topic}", total=expected)
-    ok = bad = 0
-    deadline = time.monotonic() + 60
-    idle_since = time.monotonic()
-    try:
-        while time.monotonic() < deadline and time.monotonic() - idle_since < 3:
-            batch = consumer.consume(num_messages=5000, timeout=0.5)
-            if batch:
-                idle_since = time.monotonic()
-            for msg in batch:
-                if msg.error() is not None:
-                    continue
-                try:
-                    codec.decode(msg.value())
-                    ok += 1
-                except DecodeError:
-                    bad += 1
-            progress.update(task, completed=ok + bad)
-    finally:
-        consumer.close()
-    return ok, bad
+def _log_traffic(settings: Settings, traffic: Traffic, progress: Progress) -> None:
+    from confluent_kafka import Producer
+
+    from driftline.connectors.producer import PredictionLogger
+
+    task = progress.add_task("model service logging predictions + feedback", total=len(traffic.predictions))
+    with PredictionLogger(settings, max_buffer=len(traffic.predictions) * 2 + 10) as log:
+        lag = 100  # labels are logged ~100 requests after their prediction
+        for i, prediction in enumerate(traffic.predictions):
+            log.log_prediction(prediction)
+            if i >= lag:
+                log.log_feedback(traffic.feedback[i - lag])
+            if i % 500 == 0:
+                progress.update(task, completed=i)
+        for fb in traffic.feedback[-lag:]:
+            log.log_feedback(fb)
+        log.flush(60)
+        progress.update(task, completed=len(traffic.predictions))
+    if log.stats.lost:
+        console.print(f"[red]{log.stats.lost} events were not delivered: {log.stats.last_error}[/]")
+    raw = Producer(settings.kafka_client_config())
+    for n, value in enumerate(traffic.malformed):
+        raw.produce(settings.predictions_topic, value=value, key=f"malformed-{n}".encode())
+    raw.flush(30)
 
 
 def demo(
-    events: int = typer.Option(2_000, "--events", "-n", min=1, help="predictions to log"),
+    events: int = typer.Option(12_000, "--events", "-n", min=2_000, help="predictions the simulated service logs"),
     kafka_bootstrap: str = typer.Option(None, envvar="DRIFTLINE_KAFKA_BOOTSTRAP", help="Kafka bootstrap servers"),
     es_url: str = typer.Option(None, envvar="DRIFTLINE_ES_URL", help="Elasticsearch URL"),
+    timeout: float = typer.Option(600.0, help="seconds to wait for the pipeline to finish"),
 ) -> None:
-    """Run driftline on the embedded defaults: start local servers, log events, read them back."""
+    """Run driftline end to end on the embedded defaults: a simulated model drifts, driftline alerts."""
     try:
-        settings = Settings.load(kafka_bootstrap=kafka_bootstrap, es_url=es_url, kafka_session_timeout_ms=6000)
+        base = Settings.load(kafka_bootstrap=kafka_bootstrap, es_url=es_url)
+        if base.kafka_session_timeout_ms is None and _uses_local_defaults(base):
+            base = Settings(**(base.model_dump() | {"kafka_session_timeout_ms": 6000}))
     except SettingsError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
 
-    if _uses_local_defaults(settings):
-        _start_local_servers(settings)
+    if _uses_local_defaults(base):
+        _start_local_servers(base)
     else:
-        console.print(f"using Kafka at {settings.kafka_bootstrap} and Elasticsearch at {settings.es_url}")
+        console.print(f"using Kafka at {base.kafka_bootstrap} and Elasticsearch at {base.es_url}")
 
-    topics = driftline_topics(settings)
-    created = ensure_topics(settings, topics)
-    console.print(f"topics: {', '.join(topics)}" + (f" (created {len(created)})" if created else ""))
+    from driftline.connectors.kafka_admin import driftline_topics, ensure_topics
 
-    registry_conf = settings.schema_registry_config()
-    registry = registry_client(registry_conf) if registry_conf else None
-    predictions, feedback = simulated_events(events)
+    settings = _run_settings(base)
+    ensure_topics(settings, driftline_topics(settings))
+    service = SimulatedService(n=events, concept_drift_at=events * 2 // 3, feature_drift_start=events // 4,
+                               feature_drift_span=events // 6)
+    traffic = service.traffic()
+    console.print(
+        f"run [bold]{settings.es_index_prefix}[/]: {events:,} predictions of {service.model_name} "
+        f"{service.model_version}; '{service.drifting_feature}' drifts from request {service.feature_drift_start:,}, "
+        f"the concept changes at request {service.concept_drift_at:,}"
+    )
+
+    log_dir = Path(settings.infra_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    worker_log = log_dir / f"{settings.es_index_prefix}-worker.log"
+    with worker_log.open("ab") as out:
+        worker = subprocess.Popen([sys.executable, "-m", "driftline.cli", "worker", "--loglevel", "warn"],
+                                  env=os.environ | settings.to_env(), stdout=out, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    console.print(f"worker started (pid {worker.pid}, log {worker_log})")
+    try:
+        summary = _watch(settings, service, traffic, worker, timeout)
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+    _print_summary(settings, service, summary)
+
+
+def _watch(settings: Settings, service: SimulatedService, traffic: Traffic, worker: subprocess.Popen,
+           timeout: float) -> dict:
+    from elasticsearch import Elasticsearch
+
+    es = Elasticsearch(**settings.es_client_options())
+    prefix = settings.es_index_prefix
+
+    def count(stream: str) -> int:
+        try:
+            es.indices.refresh(index=f"{prefix}-{stream}-*")
+            return int(es.count(index=f"{prefix}-{stream}-*")["count"])
+        except Exception:  # noqa: BLE001 - the index does not exist yet
+            return 0
+
+    seen: dict[str, dict] = {}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task("logging predictions and feedback", total=len(predictions) + len(feedback))
-        call_ns = []
-        with PredictionLogger(settings, registry=registry) as log:
-            for i, event in enumerate(predictions):
-                start = time.perf_counter_ns()
-                log.log_prediction(event)
-                call_ns.append(time.perf_counter_ns() - start)
-                if i % 200 == 0:
-                    progress.update(task, completed=i)
-            for event in feedback:
-                log.log_feedback(event)
-            progress.update(task, description="delivering to Kafka")
-            pending = log.flush(60)
-            progress.update(task, completed=len(predictions) + len(feedback) - pending)
-        stats = log.stats
-        partitions = topics[settings.predictions_topic]
-        prediction_codec = make_codec("prediction_event", registry=registry, topic=settings.predictions_topic)
-        feedback_codec = make_codec("feedback_event", registry=registry, topic=settings.feedback_topic)
-        read_predictions = _read_back(settings, settings.predictions_topic, partitions, len(predictions), prediction_codec, progress)
-        read_feedback = _read_back(settings, settings.feedback_topic, partitions, len(feedback), feedback_codec, progress)
+        _log_traffic(settings, traffic, progress)
+        indexed = progress.add_task("predictions indexed", total=len(traffic.predictions))
+        joined = progress.add_task("outcomes joined and indexed", total=len(traffic.feedback))
+        deadline = time.monotonic() + timeout
+        quiet_since = None
+        while time.monotonic() < deadline:
+            if worker.poll() is not None:
+                console.print(f"[red]the worker stopped (exit {worker.returncode}); see its log[/]")
+                break
+            n_pred, n_out = count("predictions"), count("outcomes")
+            progress.update(indexed, completed=n_pred)
+            progress.update(joined, completed=n_out)
+            if count("alerts"):
+                hits = es.search(index=f"{prefix}-alerts-*", size=100, sort=[{"@timestamp": "asc"}])["hits"]["hits"]
+                for hit in hits:
+                    if hit["_id"] not in seen:
+                        seen[hit["_id"]] = hit["_source"]
+                        alert = hit["_source"]["alert"]
+                        line = escape(f"[{alert['severity']}] {alert.get('message', '')}")
+                        progress.console.print(f"[bold red]ALERT[/] {line}")
+            done = n_pred >= len(traffic.predictions) and n_out >= len(traffic.feedback)
+            if done:
+                quiet_since = quiet_since or time.monotonic()
+                # the detectors release the last values once the input has been quiet for detect_idle_s
+                if time.monotonic() - quiet_since > settings.detect_idle_s + 10:
+                    break
+            time.sleep(1.0)
+    drift = es.search(index=f"{prefix}-drift-*", size=1000)["hits"]["hits"] if count("drift") else []
+    summary = {
+        "predictions": count("predictions"),
+        "outcomes": count("outcomes"),
+        "deadletters": count("deadletters"),
+        "drift": [h["_source"] for h in drift],
+        "alerts": list(seen.values()),
+    }
+    es.close()
+    return summary
 
-    call_ns.sort()
-    table = Table(title="driftline demo: producer round trip")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    table.add_row("predictions + feedback logged", f"{len(predictions):,} + {len(feedback):,}")
-    table.add_row("events delivered to Kafka", f"{stats.delivered:,}")
-    table.add_row("events lost", f"{stats.lost:,}")
-    table.add_row("log call p50 / p99", f"{call_ns[len(call_ns) // 2] / 1000:.1f} µs / {call_ns[int(len(call_ns) * 0.99)] / 1000:.1f} µs")
-    table.add_row("predictions read back (topic total, decoded / undecodable)", f"{read_predictions[0]:,} / {read_predictions[1]:,}")
-    table.add_row("feedback read back (topic total, decoded / undecodable)", f"{read_feedback[0]:,} / {read_feedback[1]:,}")
+
+def _print_summary(settings: Settings, service: SimulatedService, summary: dict) -> None:
+    prefix = settings.es_index_prefix
+    table = Table(title=f"driftline demo {prefix}")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("predictions indexed", f"{summary['predictions']:,}")
+    table.add_row("outcomes (prediction + label) indexed", f"{summary['outcomes']:,}")
+    table.add_row("dead letters (malformed input)", f"{summary['deadletters']:,}")
+    kinds = Counter(f"{d['drift']['kind']} drift on {d['drift']['stream']}" for d in summary["drift"])
+    for what, n in sorted(kinds.items()):
+        table.add_row(f"drift events: {what}", str(n))
+    table.add_row("alerts", str(len(summary["alerts"])))
     console.print(table)
-    if stats.lost:
-        console.print(f"[red]{stats.lost} events were lost: {stats.last_error}[/]")
-        raise typer.Exit(1)
     console.print(
-        "next: `driftline infra status` shows the servers, `driftline infra down` stops them; "
-        f"export DRIFTLINE_KAFKA_BOOTSTRAP={settings.kafka_bootstrap} DRIFTLINE_ES_URL={settings.es_url} to point other tools at them."
+        f"known drift points: '{service.drifting_feature}' starts drifting at event time "
+        f"{_iso(service.timestamp(service.feature_drift_start))}; the concept changes at "
+        f"{_iso(service.timestamp(service.concept_drift_at))} (labels arrive {service.label_delay_ms // 1000} s later)"
     )
+    for alert in sorted(summary["alerts"], key=lambda a: a["@timestamp"]):
+        console.print(f"  {alert['@timestamp']}  " + escape(f"[{alert['alert']['severity']}] {alert['alert'].get('message', '')}"))
+    url = settings.es_url
+    console.print("\nnext, query Elasticsearch:")
+    console.print(f"  curl -s '{url}/{prefix}-alerts-*/_search?pretty' -H 'Content-Type: application/json' "
+                  "-d '{\"sort\": [{\"@timestamp\": \"asc\"}]}'")
+    console.print(f"  curl -s '{url}/{prefix}-outcomes-*/_search?pretty&size=0' -H 'Content-Type: application/json' "
+                  "-d '{\"aggs\": {\"per_region\": {\"terms\": {\"field\": \"labels.region\"}, "
+                  "\"aggs\": {\"errors\": {\"avg\": {\"field\": \"outcome.error\"}}}}}}'")
+    console.print(f"  curl -s '{url}/{prefix}-deadletters-*/_search?pretty' -H 'Content-Type: application/json' "
+                  "-d '{\"_source\": [\"error\", \"kafka\"]}'")
+    console.print(f"  curl -s '{url}/{prefix}-drift-*/_search?pretty' -H 'Content-Type: application/json' "
+                  "-d '{\"query\": {\"term\": {\"drift.kind\": \"data\"}}}'")
+    console.print("the local servers keep running: `driftline infra down` stops them.")
+
+
+def _iso(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"

@@ -181,3 +181,92 @@ def _epoch_ms(iso: str) -> int:
     from datetime import datetime
 
     return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def test_restart_after_sigkill_loses_nothing_duplicates_nothing_and_raises_the_same_alarms(run, settings, tmp_path):
+    reference_settings, traffic, reference, _ = run
+    restarted = pipeline_settings(settings)
+    ensure_topics(restarted, driftline_topics(restarted))
+    log_path = tmp_path / "worker.log"
+    reader = IndexReader(restarted)
+    worker = WorkerProcess(restarted, log_path).start()
+    try:
+        produce(restarted, traffic)
+        wait_until(lambda: reader.count("outcomes") >= N // 2, 240, "half of the outcomes", worker)
+        worker.kill()  # no shutdown, no final commit
+        worker = WorkerProcess(restarted, log_path).start()
+        wait_until(lambda: reader.count("predictions") >= N and reader.count("outcomes") >= N
+                   and reader.count("deadletters") >= len(traffic.malformed), 240, "all documents after the restart",
+                   worker)
+        wait_until(lambda: reader.count("alerts", {"term": {"drift.kind": "concept"}}) > 0, 120, "the concept alert",
+                   worker)
+        last: list[tuple[int, int]] = []
+
+        def settled() -> bool:
+            last.append((reader.count("drift"), reader.count("alerts")))
+            return len(last) > 2 and last[-1] == last[-2] == last[-3]
+
+        wait_until(settled, 90, "drift documents to settle", worker, 3.0)
+        assert reader.count("predictions") == N and reader.count("outcomes") == N
+        assert reader.count("deadletters") == len(traffic.malformed)
+        restarted_drift = {d["_id"] for d in reader.search("drift")}
+        reference_drift = {d["_id"] for d in reference.search("drift")}
+        assert restarted_drift == reference_drift, "the restart changed the alarms"
+        assert {d["_id"] for d in reader.search("alerts")} == {d["_id"] for d in reference.search("alerts")}
+    finally:
+        worker.stop()
+        reader.close()
+
+
+def test_elasticsearch_outage_commits_nothing_unindexed_and_catches_up(settings, servers, tmp_path):
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    from tests.tcp_proxy import SwitchableProxy
+
+    host, port = servers.es_url.removeprefix("http://").rsplit(":", 1)
+    proxy = SwitchableProxy(host, int(port))
+    outage = pipeline_settings(settings, es_url=proxy.url)
+    ensure_topics(outage, driftline_topics(outage))
+    reader = IndexReader(outage.model_copy(update={"es_url": servers.es_url}))  # reads around the proxy
+    traffic = simulate()
+    small = Traffic(traffic.predictions[:2_000], traffic.feedback[:2_000], [])
+    worker = WorkerProcess(outage, tmp_path / "worker.log")
+    admin = AdminClient(settings.kafka_client_config())
+
+    def committed() -> int:
+        request = ConsumerGroupTopicPartitions(outage.app_id, [
+            TopicPartition(topic, p) for topic in (outage.predictions_topic, outage.feedback_topic)
+            for p in range(outage.topic_partitions)])
+        result = admin.list_consumer_group_offsets([request])[outage.app_id].result(10)
+        return sum(max(0, tp.offset) for tp in result.topic_partitions)
+
+    try:
+        proxy.up()
+        worker.start()
+        # let the worker install its templates, then take Elasticsearch away and send traffic
+        wait_until(lambda: reader.es.indices.exists_index_template(name=f"{outage.es_index_prefix}-predictions"), 60,
+                   "templates installed", worker)
+        proxy.down()
+        produce_small(outage, small)
+        time.sleep(15)  # the worker is consuming, and retrying Elasticsearch
+        assert worker.alive()
+        assert committed() == 0, "offsets were committed for records that were never indexed"
+        assert reader.count("predictions") == 0
+        proxy.up()
+        wait_until(lambda: reader.count("predictions") >= 2_000 and reader.count("outcomes") >= 2_000, 180,
+                   "catching up after the outage", worker)
+        assert reader.count("predictions") == 2_000 and reader.count("outcomes") == 2_000
+        wait_until(lambda: committed() == 4_000, 60, "offsets committed after indexing", worker)
+    finally:
+        worker.stop()
+        proxy.close()
+        reader.close()
+
+
+def produce_small(settings, traffic: Traffic) -> None:
+    with PredictionLogger(settings) as log:
+        for prediction, feedback in zip(traffic.predictions, traffic.feedback):
+            log.log_prediction(prediction)
+            log.log_feedback(feedback)
+        assert log.flush(60) == 0

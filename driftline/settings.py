@@ -89,6 +89,7 @@ class Settings(BaseSettings):
     # --- The worker (streams/) ----------------------------------------------
     app_id: str = Field("driftline", description="Faust app id: the consumer group and the prefix of internal topics")
     store: str = Field("memory://", description="table store: memory:// (tests, demo) or rocksdb:// (production)")
+    worker_dir: Path = Field(Path(".driftline/worker"), description="the worker's local data: table stores (RocksDB) and offsets")
     batch_size: int = Field(1000, ge=1, description="records per batch through each stage")
     batch_within_s: float = Field(0.5, gt=0, description="seconds a stage waits for a batch to fill")
     label_window_s: float = Field(7 * 86400, gt=0, description="how long, in event time, a prediction waits for its label (and a label for its prediction)")

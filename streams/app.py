@@ -39,12 +39,14 @@ import asyncio
 import hashlib
 import logging
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import faust
 from faust.types import EventT
+from mode import CrashingSupervisor
 
 from driftline.connectors.codec import make_codec
 from driftline.connectors.elasticsearch import ElasticsearchSink, SinkBackpressure, SinkError
@@ -134,7 +136,7 @@ class Pipeline:
         self.join_table = self._table("join", partitions, faust.Schema(key_type=str, key_serializer="raw",
                                                                         value_serializer="json"))
         self.detector_table = self._table("detectors", partitions, faust.Schema(
-            key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"))
+            key_type=str, key_serializer="raw", value_serializer="json"))
         self.window_ms = int(settings.label_window_s * 1000)
         self.policy = AlertPolicy(cooldown_s=settings.alert_cooldown_s)
         self.dead_letter_codec = make_codec("dead_letter")
@@ -146,6 +148,8 @@ class Pipeline:
         self._sink_lock = asyncio.Lock()
         self._detect_lock = asyncio.Lock()
         self.waiting: dict[str, int] = {}  # model keys whose banks hold values back -> their partition
+        self.session = uuid.uuid4().hex  # this worker process; banks reset their idle clocks on a new one
+        self.partition_events: dict[int, EventT] = {}  # the latest observation event per partition (for the store)
 
     def _table(self, name: str, partitions: int, schema: faust.Schema) -> PartitionTable:
         table = PartitionTable(self.app, name=name, partitions=partitions, schema=schema,
@@ -214,7 +218,7 @@ class Pipeline:
         for event in events:
             by_partition[event.message.partition].append(event)
 
-        staged: list[tuple[int, StagedStore]] = []
+        staged: list[tuple[int, EventT, StagedStore]] = []
         deliveries: list[Any] = []
         touched: set[tuple[str, int]] = set()
         for partition, partition_events in sorted(by_partition.items()):
@@ -233,7 +237,7 @@ class Pipeline:
             store = StagedStore(self.join_table)
             joiner = LabelJoiner(store, window_ms=self.window_ms, namespace=str(partition))
             result = joiner.join_batch([_with_time(e) for e in predictions], [_with_time(e) for e in feedbacks])
-            staged.append((partition, store))
+            staged.append((partition, partition_events[-1], store))
 
             observations: dict[ModelKey, list[Observation]] = defaultdict(list)
             for event in predictions:
@@ -288,9 +292,10 @@ class Pipeline:
         if deliveries:
             await asyncio.gather(*deliveries)
         t3 = time.perf_counter()
-        for partition, store in staged:
-            with partition_scope(partition):
+        for partition, event, store in staged:
+            with partition_scope(partition, event):
                 self.counts["table_writes"] += store.commit()
+        await self.seal(self.join_table, [(partition, event) for partition, event, _ in staged])
         t4 = time.perf_counter()
         self.counts["ingested"] += len(events)
         self.seconds["ingest.compute"] += t1 - t0
@@ -322,6 +327,14 @@ class Pipeline:
         assert self.sink is not None
         await flush_until_indexed(self.sink, dead.source_topic, dead.source_partition)
 
+    async def seal(self, table: PartitionTable, partitions: Sequence[tuple[int, Any]]) -> None:
+        """Flush the batch's table writes, then seal each changelog partition written (see :mod:`.tables`)."""
+        if not partitions:
+            return
+        await self.app.producer.flush()
+        for partition, event in partitions:
+            table.seal(partition, event)
+
     # --- detect -----------------------------------------------------------------
 
     def new_bank(self, key: str) -> DetectorBank:
@@ -333,12 +346,14 @@ class Pipeline:
         by_key: dict[tuple[int, str], list[ObservationBatch]] = defaultdict(list)
         for event in events:
             by_key[(event.message.partition, event.key.decode())].append(ObservationBatch.from_json(event.value))
+            self.partition_events[event.message.partition] = event
         now_ms = int(time.time() * 1000)
         async with self._detect_lock:
             updates = []
             for (partition, key), batches in by_key.items():
                 stored = self.detector_table.get(key)
                 bank = DetectorBank.loads(stored) if stored else self.new_bank(key)
+                bank.resume(self.session, now_ms)
                 drift = []
                 for batch in batches:
                     self.counts["observation_batches"] += 1
@@ -356,6 +371,7 @@ class Pipeline:
                 if not stored:
                     continue
                 bank = DetectorBank.loads(stored)
+                bank.resume(self.session, now_ms)
                 drift = bank.release(now_ms)
                 if drift or bank.waiting == 0:
                     updates.append((partition, key, bank, drift))
@@ -388,12 +404,14 @@ class Pipeline:
             if self.webhook is not None:
                 await self.webhook.deliver(alert.document(), key=alert.id)
         for partition, key, bank, _ in updates:
-            with partition_scope(partition):
+            with partition_scope(partition, self.partition_events.get(partition)):
                 self.detector_table[key] = bank.dumps()
             if bank.waiting:
                 self.waiting[key] = partition
             else:
                 self.waiting.pop(key, None)
+        partitions = sorted({partition for partition, _, _, _ in updates})
+        await self.seal(self.detector_table, [(p, self.partition_events.get(p)) for p in partitions])
 
 
 def _with_time(event: NormalizedEvent) -> dict[str, Any]:
@@ -414,6 +432,7 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "broker": broker_url(settings.kafka_bootstrap),
         "store": settings.store,
+        "datadir": str(settings.worker_dir / settings.app_id),
         "topic_partitions": settings.topic_partitions,
         "topic_replication_factor": settings.topic_replication_factor,
         "consumer_auto_offset_reset": "earliest",
@@ -452,14 +471,16 @@ def create_app(settings: Settings) -> faust.App:
     app.driftline_pipeline = pipeline  # type: ignore[attr-defined]
     batch, within = settings.batch_size, settings.batch_within_s
 
-    @app.agent(pipeline.input_topic, name="driftline.streams.app.ingest")
+    # a bug in a stage stops the worker (restart resumes from the committed offsets) rather than
+    # restarting the agent past a batch it never acknowledged
+    @app.agent(pipeline.input_topic, name="driftline.streams.app.ingest", supervisor_strategy=CrashingSupervisor)
     async def ingest(stream: faust.StreamT) -> None:
         pipeline.normalizer = pipeline.normalizer or pipeline.build_normalizer()
         await pipeline.start_sink()
         async for events in take_batches(stream, batch, within):
             await pipeline.ingest(events)
 
-    @app.agent(pipeline.observations_topic, name="driftline.streams.app.detect")
+    @app.agent(pipeline.observations_topic, name="driftline.streams.app.detect", supervisor_strategy=CrashingSupervisor)
     async def detect(stream: faust.StreamT) -> None:
         await pipeline.start_sink()
         await pipeline.start_webhook()

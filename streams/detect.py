@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import base64
 import heapq
 import json
 import pickle
@@ -190,6 +191,7 @@ class DetectorBank:
         self.marks: dict[str, dict[int, int]] = {PREDICTION_CLOCK: {}, JOIN_CLOCK: {}}
         self.heard_ms: dict[int, int] = {}  # wall time a partition last sent a batch
         self.created_ms: int | None = None
+        self.session: str | None = None  # the worker process that last used the bank
         # heaps of (time, partition, topic, offset, index in batch, stream, value)
         self.pending: dict[str, list[tuple[int, int, str, int, int, str, float]]] = {PREDICTION_CLOCK: [], JOIN_CLOCK: []}
         self.replayed = 0  # observations skipped as already received
@@ -210,6 +212,19 @@ class DetectorBank:
             kind, _ = stream_kinds(stream)
             det = self.detectors[stream] = build_detector(self.specs.get(kind) or default_spec(kind))  # type: ignore[arg-type]
         return det
+
+    def resume(self, session: str, now_ms: int) -> None:
+        """Start a new worker session: the time the worker was down does not count as partitions being silent.
+
+        Without this, a restarted worker would find every partition "idle" and
+        release values out of order, and raise other alarms than an
+        uninterrupted run.
+        """
+        if getattr(self, "session", None) != session:
+            self.session = session
+            self.heard_ms = {p: now_ms for p in self.heard_ms}
+            if self.created_ms is not None:
+                self.created_ms = now_ms
 
     def apply(self, batch: ObservationBatch, now_ms: int = 0) -> list[DriftEvent]:
         """Receive a batch (skipping values already received) and release what is in order.
@@ -281,13 +296,17 @@ class DetectorBank:
             window_size=signal.window_size,
         )
 
-    def dumps(self) -> bytes:
-        """The bank as bytes for a table (pickle: River detectors are plain picklable objects)."""
-        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+    def dumps(self) -> str:
+        """The bank as text for a table: pickled (River detectors are plain picklable objects), base64.
+
+        Tables hold it as a JSON string, which every Faust store keeps as is.
+        Load checkpoints only from driftline's own changelog topics (pickle).
+        """
+        return base64.b64encode(pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)).decode("ascii")
 
     @staticmethod
-    def loads(data: bytes) -> "DetectorBank":
-        bank = pickle.loads(data)
+    def loads(data: str | bytes) -> "DetectorBank":
+        bank = pickle.loads(base64.b64decode(data))
         if not isinstance(bank, DetectorBank):
             raise TypeError(f"not a DetectorBank: {type(bank).__name__}")
         return bank

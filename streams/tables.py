@@ -10,36 +10,71 @@ each key to the changelog partition of the source partition whose records are
 being processed, named by :func:`partition_scope`: the table's partitions line
 up with the source's, so a rebalance moves state together with the input.
 
+The RocksDB store also needs to know the partition of a write (it keeps one
+database per partition and asks ``faust.current_event()``), so the scope also
+names one event of that partition as Faust's current event.
+
+**Sealing.** The embedded broker (Tansu) reports a partition's high
+watermark as the base offset of its last record batch plus one, so the rest
+of that batch is invisible to anything that reads "up to the high watermark" —
+which is what Faust's changelog recovery does (with RocksDB it even refuses to
+start: "persisted offset is higher than the highwater"). :meth:`PartitionTable.seal`
+writes one small record to a changelog partition in a produce request of its
+own, after the batch's writes were flushed: the last batch is then that seal
+alone, and every real write lies below the reported high watermark. The stages
+seal after each batch's table writes, before the batch is acknowledged.
+
 Example:
-    >>> # inside an agent, for the records of source partition 2:
-    >>> # with partition_scope(2):
-    >>> #     table[key] = value          # changelog partition 2
+    >>> # inside an agent, for the records of source partition 2 (event: one of them):
+    >>> # with partition_scope(2, event):
+    >>> #     table[key] = value          # changelog partition 2, RocksDB database 2
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+import weakref
 from contextvars import ContextVar
 from typing import Any
 
 import faust
+from faust import streams as faust_streams
 
 _current_partition: ContextVar[int | None] = ContextVar("driftline_table_partition", default=None)
 
 
 @contextmanager
-def partition_scope(partition: int) -> Iterator[None]:
-    """Table writes inside the block go to changelog partition ``partition``."""
+def partition_scope(partition: int, event: Any | None = None) -> Iterator[None]:
+    """Table writes inside the block go to changelog partition ``partition``.
+
+    ``event`` (a Faust event read from that partition) becomes Faust's current
+    event for the block, which the RocksDB store needs to pick its database.
+    """
+    if event is not None and event.message.partition != partition:
+        raise ValueError(f"event of partition {event.message.partition} given for partition {partition}")
     token = _current_partition.set(partition)
+    # faust.current_event() reads this context variable (a weak reference to the event)
+    event_token = faust_streams._current_event.set(weakref.ref(event)) if event is not None else None  # noqa: SLF001
     try:
         yield
     finally:
+        if event_token is not None:
+            faust_streams._current_event.reset(event_token)  # noqa: SLF001
         _current_partition.reset(token)
+
+
+#: The key of the seal record (never a request id or model key).
+SEAL_KEY = "\x00driftline-seal"
 
 
 class PartitionTable(faust.Table):
     """A ``faust.Table`` written per source partition (see the module docstring)."""
+
+    def seal(self, partition: int, event: Any | None = None) -> None:
+        """Write the seal record to ``partition``'s changelog (call after flushing the producer)."""
+        with partition_scope(partition, event):
+            self[SEAL_KEY] = int(self.get(SEAL_KEY) or 0) + 1
 
     def partition_for_key(self, key: Any) -> int | None:  # noqa: D102 - documented above
         partition = _current_partition.get()

@@ -32,7 +32,7 @@ def pipeline_settings(base: Settings, **overrides: Any) -> Settings:
         "es_index_prefix": f"t{tag}",
         "pseudonymization_key": PSEUDONYMIZATION_KEY,
         "batch_within_s": 0.2,
-        "detect_idle_s": 10.0,  # the tail of a finite test stream is released 10 s after the input stops
+        "detect_idle_s": 15.0,  # the tail of a finite test stream is released 15 s after the input stops
         "kafka_session_timeout_ms": 6000,
     }
     values.update(overrides)

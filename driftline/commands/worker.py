@@ -38,6 +38,7 @@ def worker(
     from driftline.streams.app import create_app
 
     ensure_topics(settings, driftline_topics(settings))
+    (settings.worker_dir / settings.app_id).mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
     logging.getLogger("driftline").setLevel(logging.INFO)
     logging.getLogger("elastic_transport").setLevel(logging.WARNING)

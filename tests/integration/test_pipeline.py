@@ -270,3 +270,32 @@ def produce_small(settings, traffic: Traffic) -> None:
             log.log_prediction(prediction)
             log.log_feedback(feedback)
         assert log.flush(60) == 0
+
+
+def test_rocksdb_store_keeps_waiting_predictions_across_a_restart(settings, tmp_path):
+    rocks = pipeline_settings(settings, store="rocksdb://", worker_dir=tmp_path / "worker-data")
+    ensure_topics(rocks, driftline_topics(rocks))
+    traffic = simulate()
+    predictions, feedback = traffic.predictions[:2_000], traffic.feedback[:2_000]
+    reader = IndexReader(rocks)
+    worker = WorkerProcess(rocks, tmp_path / "worker.log").start()
+    try:
+        with PredictionLogger(rocks) as log:
+            for prediction in predictions:
+                log.log_prediction(prediction)
+            assert log.flush(60) == 0
+        wait_until(lambda: reader.count("predictions") >= 2_000, 120, "predictions indexed", worker)
+        time.sleep(3)  # let the last batch's table writes and offsets land
+        worker.kill()
+        assert any((tmp_path / "worker-data").rglob("*")), "RocksDB wrote nothing to the worker directory"
+        worker = WorkerProcess(rocks, tmp_path / "worker.log").start()
+        with PredictionLogger(rocks) as log:
+            for fb in feedback:
+                log.log_feedback(fb)
+            assert log.flush(60) == 0
+        wait_until(lambda: reader.count("outcomes") >= 2_000, 120, "outcomes after the restart", worker)
+        time.sleep(2)
+        assert reader.count("outcomes") == 2_000 and reader.count("predictions") == 2_000
+    finally:
+        worker.stop()
+        reader.close()

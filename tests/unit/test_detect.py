@@ -143,3 +143,15 @@ def test_staged_store_writes_only_on_commit():
     staged["x"] = 1
     staged.discard()
     assert "x" not in staged and table == {"keep": 1, "new": 3}
+
+
+def test_a_restart_does_not_count_as_silence():
+    bank = DetectorBank(KEY, partitions=2, idle_ms=30_000)
+    bank.resume("first", 0)
+    bank.apply(ObservationBatch(KEY, 0, {"j": 5_000}, [("error", 0.0, 1_000, "feedback", 0)]), now_ms=0)
+    bank.apply(ObservationBatch(KEY, 1, {"j": 500}, [("error", 1.0, 400, "feedback", 0)]), now_ms=0)
+    assert bank.waiting == 1  # partition 1's clock (500) holds back the value at 1,000
+    restored = DetectorBank.loads(bank.dumps())
+    restored.resume("second", 600_000)  # the worker was down ten minutes
+    assert restored.release(600_000) == [] and restored.waiting == 1, "downtime made partition 1 look idle"
+    assert restored.release(630_000) == [] and restored.waiting == 0  # really silent for 30 s now

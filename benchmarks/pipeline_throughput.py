@@ -1,0 +1,179 @@
+"""End-to-end throughput of ``driftline worker``, against the bare components, in one run.
+
+On the same servers (the embedded ones, started here, or those named by
+``DRIFTLINE_KAFKA_BOOTSTRAP`` / ``DRIFTLINE_ES_URL``) and the same events:
+
+1. bare Kafka: ``Producer.produce()`` of the encoded events, then a batch
+   ``Consumer.consume()`` of all of them (msgs/s);
+2. bare Elasticsearch: ``helpers.bulk`` of the canonical prediction documents
+   the pipeline would index (docs/s);
+3. the pipeline: predictions and feedback are logged first, then a worker is
+   started and timed until every prediction and outcome is indexed
+   (input events/s and documents/s), with the worker's own per-phase timings.
+
+The pipeline indexes two documents per request (the prediction and the joined
+outcome), so the Elasticsearch floor for N requests is 2N documents at the
+bare bulk rate: the report shows the pipeline's documents/s as a share of it.
+
+Run:
+    python benchmarks/pipeline_throughput.py               # 10,000 requests
+    python benchmarks/pipeline_throughput.py --requests 40000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
+from elasticsearch import Elasticsearch, helpers  # noqa: E402
+
+from driftline.connectors.codec import make_codec  # noqa: E402
+from driftline.connectors.kafka_admin import driftline_topics, ensure_topics  # noqa: E402
+from driftline.connectors.producer import PredictionLogger  # noqa: E402
+from driftline.settings import Settings  # noqa: E402
+from driftline.simulation import SimulatedService  # noqa: E402
+from driftline.streams.normalize import Normalizer, RawRecord  # noqa: E402
+from driftline.streams.pseudonymize import generate_key  # noqa: E402
+
+
+def bare_kafka(settings: Settings, values: list[bytes]) -> tuple[float, float]:
+    topic = f"bench.bare.{uuid.uuid4().hex[:6]}"
+    ensure_topics(settings, {topic: settings.topic_partitions})
+    producer = Producer(settings.kafka_client_config() | {"linger.ms": 5})
+    start = time.perf_counter()
+    for i, value in enumerate(values):
+        producer.produce(topic, value, str(i).encode())
+        if i % 10_000 == 0:
+            producer.poll(0)
+    producer.flush(60)
+    produce_rate = len(values) / (time.perf_counter() - start)
+    consumer = Consumer(settings.kafka_consumer_config(f"bench-{uuid.uuid4().hex[:6]}"))
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(settings.topic_partitions)])
+    got = 0
+    start = time.perf_counter()
+    while got < len(values) and time.perf_counter() - start < 60:
+        got += sum(1 for m in consumer.consume(10_000, 0.5) if m.error() is None)
+    consume_rate = got / (time.perf_counter() - start)
+    consumer.close()
+    return produce_rate, consume_rate
+
+
+def bare_elasticsearch(settings: Settings, documents: list[dict]) -> float:
+    es = Elasticsearch(**settings.es_client_options(), request_timeout=120)
+    index = f"bench-bare-{uuid.uuid4().hex[:6]}"
+    start = time.perf_counter()
+    helpers.bulk(es, ({"_index": index, "_id": d["request"]["id"], "_source": d} for d in documents), chunk_size=1000)
+    rate = len(documents) / (time.perf_counter() - start)
+    es.indices.delete(index=index)
+    es.close()
+    return rate
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=10_000)
+    args = parser.parse_args(argv)
+
+    with ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="driftline-bench-")))
+        bootstrap, es_url = os.environ.get("DRIFTLINE_KAFKA_BOOTSTRAP"), os.environ.get("DRIFTLINE_ES_URL")
+        if not (bootstrap and es_url):
+            from driftline.connectors.infra import free_ports, running_infrastructure
+
+            kafka_port, es_port = free_ports(2)
+            print("starting the embedded servers ...", flush=True)
+            infra = stack.enter_context(running_infrastructure(folder / "infra", kafka_port=kafka_port, es_port=es_port))
+            bootstrap, es_url = infra.kafka_bootstrap, infra.es_url
+        tag = f"bench{uuid.uuid4().hex[:6]}"
+        settings = Settings(
+            kafka_bootstrap=bootstrap, es_url=es_url, kafka_session_timeout_ms=6000, app_id=f"driftline-{tag}",
+            predictions_topic=f"{tag}.predictions", feedback_topic=f"{tag}.feedback",
+            deadletter_topic=f"{tag}.deadletter", alerts_topic=f"{tag}.alerts", es_index_prefix=tag,
+            pseudonymization_key=generate_key(), worker_dir=folder / "worker", detect_idle_s=5.0,
+        )
+        service = SimulatedService(n=args.requests, malformed_count=0)
+        traffic = service.traffic()
+        codec = make_codec("prediction_event")
+        values = codec.encode_many(traffic.predictions)
+        normalizer = Normalizer.from_settings(settings)
+        now_ms = int(time.time() * 1000)
+        documents = [normalizer.normalize(RawRecord(v, None, settings.predictions_topic, 0, i), now_ms).document
+                     for i, v in enumerate(values)]
+        print(f"{args.requests:,} requests: {sum(map(len, values)) / len(values):.0f} B of Avro each", flush=True)
+
+        print("[1/3] bare Kafka produce + consume ...", flush=True)
+        produce_rate, consume_rate = bare_kafka(settings, values)
+        print("[2/3] bare Elasticsearch helpers.bulk ...", flush=True)
+        bulk_rate = bare_elasticsearch(settings, documents)
+
+        print("[3/3] driftline worker ...", flush=True)
+        ensure_topics(settings, driftline_topics(settings))
+        with PredictionLogger(settings, max_buffer=3 * args.requests) as log:
+            for p in traffic.predictions:
+                log.log_prediction(p)
+            for f in traffic.feedback:
+                log.log_feedback(f)
+            log.flush(120)
+        import subprocess
+
+        log_path = folder / "worker.log"
+        with log_path.open("wb") as out:
+            worker = subprocess.Popen([sys.executable, "-m", "driftline.cli", "worker", "--loglevel", "info"],
+                                      env=os.environ | settings.to_env(), stdout=out, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+        es = Elasticsearch(**settings.es_client_options())
+
+        def count(stream: str) -> int:
+            try:
+                es.indices.refresh(index=f"{tag}-{stream}-*")
+                return int(es.count(index=f"{tag}-{stream}-*")["count"])
+            except Exception:  # noqa: BLE001 - no index yet
+                return 0
+
+        started = time.perf_counter()
+        first = None
+        try:
+            while time.perf_counter() - started < 1800:
+                n_pred, n_out = count("predictions"), count("outcomes")
+                if first is None and n_pred:
+                    first = time.perf_counter()
+                print(f"  {time.perf_counter() - started:6.1f} s: predictions {n_pred:,}, outcomes {n_out:,}", flush=True)
+                if n_pred >= args.requests and n_out >= args.requests:
+                    break
+                time.sleep(2.0)
+            finished = time.perf_counter()
+        finally:
+            import signal
+
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(30)
+            es.close()
+        counts = [line for line in log_path.read_text(errors="replace").splitlines() if "driftline counts" in line]
+
+    busy = finished - (first or started)
+    events = 2 * args.requests
+    print("\n| figure | value |")
+    print("| --- | --- |")
+    print(f"| bare Kafka produce | {produce_rate:,.0f} msgs/s |")
+    print(f"| bare Kafka consume | {consume_rate:,.0f} msgs/s |")
+    print(f"| bare Elasticsearch bulk (canonical predictions) | {bulk_rate:,.0f} docs/s |")
+    print(f"| worker start-up (group join, templates) until the first document | {(first or finished) - started:.1f} s |")
+    print(f"| pipeline, input events (predictions + feedback) | {events / busy:,.0f} events/s |")
+    print(f"| pipeline, documents indexed (prediction + outcome) | {events / busy:,.0f} docs/s "
+          f"= {events / busy / bulk_rate:.0%} of bare bulk |")
+    if counts:
+        print(f"\nworker's last report: {counts[-1].split('driftline counts: ', 1)[-1]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

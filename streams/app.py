@@ -328,12 +328,30 @@ class Pipeline:
         await flush_until_indexed(self.sink, dead.source_topic, dead.source_partition)
 
     async def seal(self, table: PartitionTable, partitions: Sequence[tuple[int, Any]]) -> None:
-        """Flush the batch's table writes, then seal each changelog partition written (see :mod:`.tables`)."""
+        """Make the batch's table writes durable, then seal each changelog partition written (see :mod:`.tables`).
+
+        Returns only when the seals are acknowledged too, so a batch is never
+        acknowledged (and its offsets never committed) before its state is.
+        """
         if not partitions:
             return
-        await self.app.producer.flush()
+        await self.flush_producer()
         for partition, event in partitions:
             table.seal(partition, event)
+        await self.flush_producer()
+
+    async def flush_producer(self) -> None:
+        """Wait until every message Faust buffered is acknowledged by Kafka.
+
+        Faust's ``Producer.flush`` gives up draining its own buffer after 0.1 s
+        without progress and returns with messages still buffered; this loops
+        until the buffer is empty, then waits for the client's acknowledgements.
+        """
+        producer = self.app.producer
+        buffer = getattr(producer, "buffer", None)
+        while buffer is not None and buffer.size:
+            await buffer.flush()
+        await producer.flush()
 
     # --- detect -----------------------------------------------------------------
 

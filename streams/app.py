@@ -284,8 +284,9 @@ class Pipeline:
                 deliveries.append(await self.observations_topic.send(key=key.encode().encode(), value=batch.to_json()))
 
         t1 = time.perf_counter()
-        for topic, partition in sorted(touched):
-            result = await flush_until_indexed(self.sink, topic, partition)
+        # the partitions' bulk requests go out together: Elasticsearch indexes them in parallel
+        results = await asyncio.gather(*(flush_until_indexed(self.sink, t, p) for t, p in sorted(touched)))
+        for result in results:
             for rejected in result.rejected:
                 await self._rejected(rejected, deliveries)
         t2 = time.perf_counter()
@@ -295,8 +296,9 @@ class Pipeline:
         for partition, event, store in staged:
             with partition_scope(partition, event):
                 self.counts["table_writes"] += store.commit()
-        await self.seal(self.join_table, [(partition, event) for partition, event, _ in staged])
         t4 = time.perf_counter()
+        await self.seal(self.join_table, [(partition, event) for partition, event, _ in staged])
+        self.seconds["ingest.seal"] += time.perf_counter() - t4
         self.counts["ingested"] += len(events)
         self.seconds["ingest.compute"] += t1 - t0
         self.seconds["ingest.elasticsearch"] += t2 - t1
@@ -429,7 +431,9 @@ class Pipeline:
             else:
                 self.waiting.pop(key, None)
         partitions = sorted({partition for partition, _, _, _ in updates})
+        started = time.perf_counter()
         await self.seal(self.detector_table, [(p, self.partition_events.get(p)) for p in partitions])
+        self.seconds["detect.seal"] += time.perf_counter() - started
 
 
 def _with_time(event: NormalizedEvent) -> dict[str, Any]:

@@ -125,7 +125,7 @@ class IndexReader:
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str, worker: WorkerProcess | None = None,
-               interval: float = 1.0) -> None:
+               interval: float = 1.0, status: Callable[[], str] | None = None) -> None:
     """Poll ``condition`` until true; fail with the worker's log tail after ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -135,4 +135,5 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str, worker:
             raise AssertionError(f"worker died (exit {worker.process.returncode}) while waiting for {what}:\n{worker.log_tail()}")
         time.sleep(interval)
     tail = worker.log_tail() if worker else ""
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{tail}")
+    state = f" ({status()})" if status else ""
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{state}\n{tail}")

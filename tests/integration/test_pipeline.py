@@ -197,7 +197,7 @@ def test_restart_after_sigkill_loses_nothing_duplicates_nothing_and_raises_the_s
         worker = WorkerProcess(restarted, log_path).start()
         wait_until(lambda: reader.count("predictions") >= N and reader.count("outcomes") >= N
                    and reader.count("deadletters") >= len(traffic.malformed), 240, "all documents after the restart",
-                   worker)
+                   worker, status=lambda: _missing(reader, traffic))
         wait_until(lambda: reader.count("alerts", {"term": {"drift.kind": "concept"}}) > 0, 120, "the concept alert",
                    worker)
         last: list[tuple[int, int]] = []
@@ -216,6 +216,16 @@ def test_restart_after_sigkill_loses_nothing_duplicates_nothing_and_raises_the_s
     finally:
         worker.stop()
         reader.close()
+
+
+def _missing(reader: IndexReader, traffic: Traffic) -> str:
+    """Which request ids lack a prediction or an outcome document (for a failure message)."""
+    expected = {p["request_id"] for p in traffic.predictions}
+    missing_predictions = sorted(expected - set(reader.field_values("predictions", "request.id")))
+    missing_outcomes = sorted(expected - set(reader.field_values("outcomes", "request.id")))
+    return (f"{reader.count('predictions')} predictions, {reader.count('outcomes')} outcomes, "
+            f"{reader.count('deadletters')} dead letters; missing predictions {missing_predictions[:10]} "
+            f"({len(missing_predictions)}), missing outcomes {missing_outcomes[:10]} ({len(missing_outcomes)})")
 
 
 def test_elasticsearch_outage_commits_nothing_unindexed_and_catches_up(settings, servers, tmp_path):

@@ -187,7 +187,7 @@ def _watch(settings: Settings, service: SimulatedService, traffic: Traffic, work
                     if hit["_id"] not in seen:
                         seen[hit["_id"]] = hit["_source"]
                         alert = hit["_source"]["alert"]
-                        line = escape(f"[{alert['severity']}] {alert.get('message', '')}")
+                        line = escape(alert.get("message") or f"[{alert['severity']}]")
                         progress.console.print(f"[bold red]ALERT[/] {line}")
             done = n_pred >= len(traffic.predictions) and n_out >= len(traffic.feedback)
             if done:
@@ -227,7 +227,7 @@ def _print_summary(settings: Settings, service: SimulatedService, summary: dict)
         f"{_iso(service.timestamp(service.concept_drift_at))} (labels arrive {service.label_delay_ms // 1000} s later)"
     )
     for alert in sorted(summary["alerts"], key=lambda a: a["@timestamp"]):
-        console.print(f"  {alert['@timestamp']}  " + escape(f"[{alert['alert']['severity']}] {alert['alert'].get('message', '')}"))
+        console.print(f"  {alert['@timestamp']}  " + escape(alert["alert"].get("message") or alert["alert"]["severity"]))
     url = settings.es_url
     console.print("\nnext, query Elasticsearch:")
     console.print(f"  curl -s '{url}/{prefix}-alerts-*/_search?pretty' -H 'Content-Type: application/json' "

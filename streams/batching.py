@@ -40,11 +40,13 @@ async def take_batches(stream: StreamT, max_: int, within: float) -> AsyncIterat
 
     async def add_to_buffer(value: Any) -> Any:
         nonlocal buffer_consuming
-        if buffer_consuming is not None:
+        waiting_for = buffer_consuming
+        if waiting_for is not None:
             try:
-                await buffer_consuming
+                await waiting_for
             finally:
-                buffer_consuming = None
+                if buffer_consuming is waiting_for:  # never clear a newer batch's future
+                    buffer_consuming = None
         event = stream.current_event
         if event is None:  # pragma: no cover - Faust always sets it for a processor
             raise RuntimeError("no current event in a stream processor")
@@ -68,7 +70,7 @@ async def take_batches(stream: StreamT, max_: int, within: float) -> AsyncIterat
             yield batch  # raising or cancellation in the consumer: no ack below
             for event in batch:
                 await stream.ack(event)
-            events.clear()
+            del events[: len(batch)]  # exactly this batch: an event added meanwhile waits for the next one
             if not buffer_consuming.done():
                 buffer_consuming.set_result(None)
             buffer_full.clear()

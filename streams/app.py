@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import time
 import uuid
@@ -286,9 +287,9 @@ class Pipeline:
         t1 = time.perf_counter()
         # the partitions' bulk requests go out together: Elasticsearch indexes them in parallel
         results = await asyncio.gather(*(flush_until_indexed(self.sink, t, p) for t, p in sorted(touched)))
-        for result in results:
-            for rejected in result.rejected:
-                await self._rejected(rejected, deliveries)
+        refused = {await self._rejected(r, deliveries) for result in results for r in result.rejected} - {None}
+        for topic, partition in sorted(refused):  # one flush per partition for the index stage's dead letters
+            await flush_until_indexed(self.sink, topic, partition)
         t2 = time.perf_counter()
         if deliveries:
             await asyncio.gather(*deliveries)
@@ -313,21 +314,21 @@ class Pipeline:
         value = self.dead_letter_codec.encode(dead.to_avro())
         deliveries.append(await self.deadletter_topic.send(key=dead.raw_key, value=value))
 
-    async def _rejected(self, rejected: Any, deliveries: list[Any]) -> None:
-        """A document Elasticsearch refused (mapping error): a dead letter of the index stage."""
-        import json
+    async def _rejected(self, rejected: Any, deliveries: list[Any]) -> tuple[str, int] | None:
+        """A document Elasticsearch refused (mapping error) becomes a dead letter of the index stage.
 
+        Returns the (topic, partition) whose sink batch now holds it, for the caller to flush.
+        """
         self.counts["rejected_by_elasticsearch"] += 1
         if rejected.stream == "deadletters":
             log.error("Elasticsearch rejected a dead letter (%s): %s", rejected.error_type, rejected.reason)
-            return
+            return None
         raw = json.dumps(rejected.document, default=str).encode()
         dead = DeadLetterRecord(raw, None, f"Elasticsearch rejected the {rejected.stream} document: {rejected.reason}",
                                 "mapping_error", rejected.topic, rejected.partition, rejected.offset or 0,
                                 int(time.time() * 1000), stage="index")
         await self._dead_letter(dead, deliveries)
-        assert self.sink is not None
-        await flush_until_indexed(self.sink, dead.source_topic, dead.source_partition)
+        return (dead.source_topic, dead.source_partition)
 
     async def seal(self, table: PartitionTable, partitions: Sequence[tuple[int, Any]]) -> None:
         """Make the batch's table writes durable, then seal each changelog partition written (see :mod:`.tables`).

@@ -30,8 +30,12 @@ def driftline_topics(settings: Settings, partitions: int | None = None) -> dict[
     }
 
 
-def ensure_topics(settings: Settings, topics: Mapping[str, int], timeout: float = 30.0) -> list[str]:
+def ensure_topics(settings: Settings, topics: Mapping[str, int], timeout: float = 30.0,
+                  configs: Mapping[str, Mapping[str, str]] | None = None) -> list[str]:
     """Create the topics that do not exist yet; returns the names created.
+
+    ``configs`` gives topic configurations by topic name (``cleanup.policy`` ...),
+    applied when a topic is created.
 
     An existing topic with a different partition count raises :class:`TopicError`
     (the join relies on predictions and feedback being co-partitioned).
@@ -54,7 +58,9 @@ def ensure_topics(settings: Settings, topics: Mapping[str, int], timeout: float 
     # by request id, so a request's prediction and label land in the same
     # partition number and meet in the same worker (co-partitioning).
     replication = settings.topic_replication_factor
-    missing = [NewTopic(name, num_partitions=n, replication_factor=replication) for name, n in topics.items() if name not in existing]
+    configs = configs or {}
+    missing = [NewTopic(name, num_partitions=n, replication_factor=replication, config=dict(configs.get(name, {})))
+               for name, n in topics.items() if name not in existing]
     if not missing:
         return []
     futures = admin.create_topics(missing, operation_timeout=timeout, request_timeout=timeout)

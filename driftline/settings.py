@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     feedback_topic: str = "driftline.feedback"
     deadletter_topic: str = "driftline.deadletter"
     alerts_topic: str = "driftline.alerts"
+    baselines_topic: str = Field("driftline.baselines", description="compacted topic of training baselines, one record per model|version (`driftline baseline publish`)")
 
     # --- Schema registry (Confluent wire format when set) --------------------
     schema_registry_url: str | None = Field(
@@ -100,6 +101,12 @@ class Settings(BaseSettings):
     detect_idle_s: float = Field(30.0, gt=0, description="wall-clock seconds after which a silent source partition stops holding values back from the detectors")
     alert_cooldown_s: float = Field(3600.0, ge=0, description="event-time cooldown per (model, version, stream, slice) between two alerts")
     webhook_url: str | None = Field(None, description="POST each alert as JSON to this URL")
+    metrics_window_s: float = Field(300.0, gt=0, description="size of the tumbling event-time windows of metrics and baseline comparisons")
+    metrics_lateness_s: float = Field(60.0, ge=0, description="how long after its end (in event time) a window still takes late events before it is closed and compared")
+    slices: list[str] = Field(default_factory=list, description='slices with their own metrics and comparisons, JSON: ["region=eu", "amount=[100,)", "region=eu&channel=web"]')
+    positive_label: str | None = Field(None, description="the positive class of binary classifiers: precision, recall, F1, ROC AUC and fairness rates are computed for it")
+    sensitive_attribute: str | None = Field(None, description="slice label or categorical feature whose groups are compared for fairness (false-positive/negative rate and accuracy gaps)")
+    fairness_gap_threshold: float = Field(0.1, gt=0, le=1, description="largest accepted gap between groups' rates before a fairness alert")
     worker_web_port: int | None = Field(None, description="Faust's web server port; None disables it")
 
     # --- Embedded local infrastructure --------------------------------------

@@ -49,6 +49,8 @@ import faust
 from faust.types import EventT
 from mode import CrashingSupervisor
 
+from driftline.baselines.catalog import BaselineCatalog
+from driftline.baselines.model import Baseline
 from driftline.connectors.codec import make_codec
 from driftline.connectors.elasticsearch import ElasticsearchSink, SinkBackpressure, SinkError
 from driftline.connectors.webhook import WebhookNotifier
@@ -62,9 +64,14 @@ from driftline.streams.detect import (
     ModelKey,
     Observation,
     ObservationBatch,
+    WindowRecord,
     observation_streams,
 )
 from driftline.streams.join import LabelJoiner
+from driftline.streams.metrics import MetricsConfig
+from driftline.streams.skew import SkewValidator, anomaly_document
+from driftline.streams.slices import parse_slices, slices_of
+from driftline.streams.windows import OUTCOME, PREDICTION, WindowSet, WindowSettings, outcome_record, prediction_record
 from driftline.streams.normalize import DeadLetterRecord, EventKind, NormalizedEvent, Normalizer, RawRecord
 from driftline.streams.staging import StagedStore
 from driftline.streams.tables import PartitionTable, partition_scope
@@ -148,9 +155,14 @@ class Pipeline:
         self.seconds: dict[str, float] = defaultdict(float)  # time spent per phase, for the periodic report
         self._sink_lock = asyncio.Lock()
         self._detect_lock = asyncio.Lock()
-        self.waiting: dict[str, int] = {}  # model keys whose banks hold values back -> their partition
+        self.waiting: dict[str, int] = {}  # model keys whose banks hold values or open windows -> their partition
         self.session = uuid.uuid4().hex  # this worker process; banks reset their idle clocks on a new one
         self.partition_events: dict[int, EventT] = {}  # the latest observation event per partition (for the store)
+        self.catalog = BaselineCatalog(settings)
+        self._catalog_started = False
+        self.validators: dict[str, tuple[Baseline, SkewValidator]] = {}
+        self.slice_specs = parse_slices(settings.slices)
+        self.window_settings = window_settings(settings)
 
     def _table(self, name: str, partitions: int, schema: faust.Schema) -> PartitionTable:
         table = PartitionTable(self.app, name=name, partitions=partitions, schema=schema,
@@ -183,12 +195,34 @@ class Pipeline:
                 delay = min(MAX_BACKOFF_S, delay * 2)
         return sink
 
+    async def start_catalog(self) -> None:
+        """Load the baselines and follow their topic (on a thread); a worker without baselines still runs."""
+        if not self._catalog_started:
+            self._catalog_started = True
+            try:
+                await asyncio.to_thread(self.catalog.start)
+            except Exception as exc:  # noqa: BLE001 - baselines are optional: say why, run without them
+                log.error("baselines not loaded from %s: %s", self.settings.baselines_topic, exc)
+            else:
+                log.info("%d baselines loaded from %s", len(self.catalog), self.settings.baselines_topic)
+
+    def validator(self, model: str, version: str) -> SkewValidator | None:
+        """The schema-skew validator of a model version's current baseline, or None without one."""
+        baseline = self.catalog.get(model, version)
+        if baseline is None:
+            return None
+        cached = self.validators.get(baseline.key)
+        if cached is None or cached[0] is not baseline:
+            cached = self.validators[baseline.key] = (baseline, SkewValidator(baseline))
+        return cached[1]
+
     async def start_webhook(self) -> None:
         if self.settings.webhook_url and self.webhook is None:
             self.webhook = WebhookNotifier(self.settings.webhook_url)
             await self.webhook.start()
 
     async def stop(self) -> None:
+        self.catalog.stop()
         if self.sink is not None:
             await self.sink.close()
             self.sink = None
@@ -201,13 +235,19 @@ class Pipeline:
     def sample_rate(self, model: str) -> float:
         return self.settings.model_sample_rates.get(model, self.settings.prediction_sample_rate)
 
-    def model_keys(self, model: str, version: str, slices: Mapping[str, Any]) -> list[ModelKey]:
-        """The detector keys one event feeds: its model version, plus one per configured slice attribute."""
+    def model_keys(self, model: str, version: str, document: Mapping[str, Any]) -> list[ModelKey]:
+        """The keys one event feeds: its model version, one per configured slice attribute
+        (``slice_keys``: one slice per value) and one per configured slice it matches (``slices``)."""
         keys = [ModelKey(model, version)]
+        labels = document.get("labels") or {}
         for attribute in self.settings.slice_keys:
-            value = slices.get(attribute)
+            value = labels.get(attribute)
             if value is not None:
                 keys.append(ModelKey(model, version, {attribute: str(value)}))
+        for spec in slices_of(document, self.slice_specs, include_all=False):
+            key = ModelKey(model, version, spec.labels)
+            if key not in keys:
+                keys.append(key)
         return keys
 
     async def ingest(self, events: Sequence[EventT]) -> None:
@@ -241,18 +281,33 @@ class Pipeline:
             staged.append((partition, partition_events[-1], store))
 
             observations: dict[ModelKey, list[Observation]] = defaultdict(list)
+            records: dict[ModelKey, list[WindowRecord]] = defaultdict(list)
             for event in predictions:
                 doc = event.document
-                if sampled(event.request_id, self.sample_rate(doc["model"]["name"])):
+                model = doc["model"]
+                keep = sampled(event.request_id, self.sample_rate(model["name"]))
+                if keep:
                     self.sink.add("predictions", doc, topic=event.topic, partition=partition, offset=event.offset)
                     touched.add((event.topic, partition))
+                validator = self.validator(model["name"], model["version"])
+                anomalies = validator.validate(doc) if validator is not None else []
+                if anomalies:
+                    self.counts["anomalies"] += len(anomalies)
+                    if keep:
+                        for anomaly in anomalies:
+                            self.sink.add("anomalies", anomaly_document(anomaly, model["name"], model["version"],
+                                                                        event.timestamp_ms, event.request_id,
+                                                                        doc.get("labels")),
+                                          topic=event.topic, partition=partition, offset=event.offset)
+                record = prediction_record(doc, anomalies)
                 prediction = doc.get("prediction") or {}
                 values = list(observation_streams(None, prediction.get("score"), doc.get("latency_ms"),
                                                   (doc.get("features") or {}).get("numeric") or {}))
-                for key in self.model_keys(doc["model"]["name"], doc["model"]["version"], doc.get("labels") or {}):
+                for key in self.model_keys(model["name"], model["version"], doc):
                     observations[key].extend(
                         (stream, value, event.timestamp_ms, event.topic, event.offset) for stream, value in values
                     )
+                    records[key].append((PREDICTION, record, event.timestamp_ms, event.topic, event.offset))
             # an outcome is attributed to the record that completed it (the label, usually)
             completing = {e.request_id: e for e in predictions}
             completing.update({e.request_id: e for e in feedbacks})
@@ -262,13 +317,15 @@ class Pipeline:
                 self.sink.add("outcomes", doc, topic=source.topic, partition=partition, offset=source.offset)
                 touched.add((source.topic, partition))
                 error = (doc.get("outcome") or {}).get("error")
-                if error is not None:
-                    model = doc["model"]
-                    # ordered by when the outcome became known: the later of prediction and label time
-                    predicted_ms = _ms(outcome.document)
-                    known_ms = max(predicted_ms, predicted_ms + int((doc.get("feedback") or {}).get("delay_ms") or 0))
-                    for key in self.model_keys(model["name"], model["version"], doc.get("labels") or {}):
+                model = doc["model"]
+                # ordered by when the outcome became known: the later of prediction and label time
+                predicted_ms = _ms(outcome.document)
+                known_ms = max(predicted_ms, predicted_ms + int((doc.get("feedback") or {}).get("delay_ms") or 0))
+                record = outcome_record(doc)
+                for key in self.model_keys(model["name"], model["version"], doc):
+                    if error is not None:
                         observations[key].append(("error", float(error), known_ms, source.topic, source.offset))
+                    records[key].append((OUTCOME, record, known_ms, source.topic, source.offset))
             for expired in result.expired:
                 self.counts[f"expired_{expired.kind}"] += 1
             total = result.total()
@@ -280,8 +337,8 @@ class Pipeline:
                 marks[PREDICTION_CLOCK] = max(e.timestamp_ms for e in predictions)
             if result.watermark_ms is not None:
                 marks[JOIN_CLOCK] = result.watermark_ms
-            for key, obs in observations.items():
-                batch = ObservationBatch(key, partition, marks, obs)
+            for key in observations.keys() | records.keys():
+                batch = ObservationBatch(key, partition, marks, observations.get(key, []), records.get(key, []))
                 deliveries.append(await self.observations_topic.send(key=key.encode().encode(), value=batch.to_json()))
 
         t1 = time.perf_counter()
@@ -359,8 +416,26 @@ class Pipeline:
     # --- detect -----------------------------------------------------------------
 
     def new_bank(self, key: str) -> DetectorBank:
-        return DetectorBank(ModelKey.decode(key), partitions=self.settings.topic_partitions,
-                            idle_ms=int(self.settings.detect_idle_s * 1000))
+        model_key = ModelKey.decode(key)
+        return DetectorBank(model_key, partitions=self.settings.topic_partitions,
+                            idle_ms=int(self.settings.detect_idle_s * 1000),
+                            windows=WindowSet(model_key, self.window_settings))
+
+    def load_bank(self, key: str) -> DetectorBank | None:
+        """The key's bank from the table (its window settings those of this worker), or None."""
+        stored = self.detector_table.get(key)
+        if not stored:
+            return None
+        bank = DetectorBank.loads(stored)
+        windows = getattr(bank, "windows", None)
+        if windows is None:
+            bank.windows = WindowSet(bank.key, self.window_settings)
+        else:
+            windows.settings = self.window_settings
+        return bank
+
+    def baseline_of(self, bank: DetectorBank) -> Baseline | None:
+        return self.catalog.get(bank.key.model, bank.key.version)
 
     async def detect(self, events: Sequence[EventT]) -> None:
         """Feed one batch of observation batches to the detectors of their model keys."""
@@ -372,13 +447,13 @@ class Pipeline:
         async with self._detect_lock:
             updates = []
             for (partition, key), batches in by_key.items():
-                stored = self.detector_table.get(key)
-                bank = DetectorBank.loads(stored) if stored else self.new_bank(key)
+                bank = self.load_bank(key) or self.new_bank(key)
                 bank.resume(self.session, now_ms)
+                baseline = self.baseline_of(bank)
                 drift = []
                 for batch in batches:
                     self.counts["observation_batches"] += 1
-                    drift += bank.apply(batch, now_ms)
+                    drift += bank.apply(batch, now_ms, baseline)
                 updates.append((partition, key, bank, drift))
             await self._publish(updates)
 
@@ -388,13 +463,12 @@ class Pipeline:
         async with self._detect_lock:
             updates = []
             for key, partition in list(self.waiting.items()):
-                stored = self.detector_table.get(key)
-                if not stored:
+                bank = self.load_bank(key)
+                if bank is None:
                     continue
-                bank = DetectorBank.loads(stored)
                 bank.resume(self.session, now_ms)
-                drift = bank.release(now_ms)
-                if drift or bank.waiting == 0:
+                drift = bank.release(now_ms, self.baseline_of(bank))
+                if drift or bank.outbox or not bank.holding:
                     updates.append((partition, key, bank, drift))
             if updates:
                 await self._publish(updates)
@@ -406,6 +480,10 @@ class Pipeline:
         alerts = []
         touched: set[int] = set()
         for partition, _, bank, drift_events in updates:
+            for stream, document in bank.take_documents():
+                self.counts[f"{stream}_documents"] += 1
+                self.sink.add(stream, document, topic=topic, partition=partition, doc_id=document["event"]["id"])
+                touched.add(partition)
             for drift in drift_events:
                 self.counts["drift_events"] += 1
                 self.sink.add("drift", drift.document(), topic=topic, partition=partition, doc_id=drift.id)
@@ -427,7 +505,7 @@ class Pipeline:
         for partition, key, bank, _ in updates:
             with partition_scope(partition, self.partition_events.get(partition)):
                 self.detector_table[key] = bank.dumps()
-            if bank.waiting:
+            if bank.holding:
                 self.waiting[key] = partition
             else:
                 self.waiting.pop(key, None)
@@ -435,6 +513,21 @@ class Pipeline:
         started = time.perf_counter()
         await self.seal(self.detector_table, [(p, self.partition_events.get(p)) for p in partitions])
         self.seconds["detect.seal"] += time.perf_counter() - started
+
+
+def window_settings(settings: Settings) -> WindowSettings:
+    """The windows' configuration from driftline's settings.
+
+    Example:
+        >>> window_settings(Settings(metrics_window_s=60, positive_label="fraud")).metrics.window_ms
+        60000
+    """
+    gap = settings.fairness_gap_threshold
+    metrics = MetricsConfig(window_ms=int(settings.metrics_window_s * 1000), positive_label=settings.positive_label,
+                            sensitive_attribute=settings.sensitive_attribute,
+                            fairness_thresholds={"fpr_gap": gap, "fnr_gap": gap, "accuracy_gap": gap})
+    return WindowSettings(size_ms=int(settings.metrics_window_s * 1000),
+                          lateness_ms=int(settings.metrics_lateness_s * 1000), metrics=metrics)
 
 
 def _with_time(event: NormalizedEvent) -> dict[str, Any]:
@@ -499,12 +592,14 @@ def create_app(settings: Settings) -> faust.App:
     @app.agent(pipeline.input_topic, name="driftline.streams.app.ingest", supervisor_strategy=CrashingSupervisor)
     async def ingest(stream: faust.StreamT) -> None:
         pipeline.normalizer = pipeline.normalizer or pipeline.build_normalizer()
+        await pipeline.start_catalog()
         await pipeline.start_sink()
         async for events in take_batches(stream, batch, within):
             await pipeline.ingest(events)
 
     @app.agent(pipeline.observations_topic, name="driftline.streams.app.detect", supervisor_strategy=CrashingSupervisor)
     async def detect(stream: faust.StreamT) -> None:
+        await pipeline.start_catalog()
         await pipeline.start_sink()
         await pipeline.start_webhook()
         async for events in take_batches(stream, batch, within):

@@ -38,8 +38,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from driftline.baselines.model import Baseline
 from driftline.streams.alerts import DriftEvent
 from driftline.streams.detectors import DetectorSpec, StreamDetector, build_detector, default_spec
+from driftline.streams.keys import ModelKey
+from driftline.streams.windows import WindowSet
 
 #: Which detector stream kind (and drift kind of the alert) a stream name belongs to.
 STREAM_KINDS: dict[str, tuple[str, str]] = {
@@ -65,35 +68,6 @@ def stream_kinds(stream: str) -> tuple[str, str]:
         raise ValueError(f"unknown stream {stream!r}") from None
 
 
-@dataclass(frozen=True, slots=True)
-class ModelKey:
-    """Who a detector watches: a model version, or one slice of it.
-
-    Example:
-        >>> ModelKey("fraud", "v1", {"region": "eu"}).encode()
-        'fraud|v1|region=eu'
-        >>> ModelKey.decode("fraud|v1|region=eu") == ModelKey("fraud", "v1", {"region": "eu"})
-        True
-    """
-
-    model: str
-    version: str
-    slice: Mapping[str, str] = field(default_factory=dict)
-
-    def encode(self) -> str:
-        """The Kafka and table key (stable: slice attributes sorted)."""
-        parts = [self.model, self.version] + [f"{k}={v}" for k, v in sorted(self.slice.items())]
-        return "|".join(p.replace("|", "/") for p in parts)
-
-    @classmethod
-    def decode(cls, text: str) -> "ModelKey":
-        model, version, *rest = text.split("|")
-        return cls(model, version, dict(p.split("=", 1) for p in rest))
-
-    def __hash__(self) -> int:
-        return hash(self.encode())
-
-
 #: The clock a stream is ordered by: prediction-derived values by the
 #: prediction's event time ("p"); errors by the time the outcome was known,
 #: the later of prediction and label time ("j", the join's clock).
@@ -112,6 +86,8 @@ def clock_of(stream: str) -> str:
 
 #: One value: (stream, value, event time ms, source topic, source offset).
 Observation = tuple[str, float, int, str, int]
+#: One record for the windows (:mod:`.windows`): (kind ``p``/``o``, fields, event time ms, source topic, source offset).
+WindowRecord = tuple[str, dict[str, Any], int, str, int]
 
 
 @dataclass(slots=True)
@@ -127,19 +103,20 @@ class ObservationBatch:
     source_partition: int
     marks: dict[str, int]
     observations: list[Observation]
+    records: list[WindowRecord] = field(default_factory=list)
 
     def to_json(self) -> bytes:
-        return json.dumps(
-            {
-                "model": self.key.model,
-                "version": self.key.version,
-                "slice": dict(self.key.slice),
-                "partition": self.source_partition,
-                "marks": self.marks,
-                "obs": self.observations,
-            },
-            separators=(",", ":"),
-        ).encode()
+        body: dict[str, Any] = {
+            "model": self.key.model,
+            "version": self.key.version,
+            "slice": dict(self.key.slice),
+            "partition": self.source_partition,
+            "marks": self.marks,
+            "obs": self.observations,
+        }
+        if self.records:
+            body["rec"] = self.records
+        return json.dumps(body, separators=(",", ":")).encode()
 
     @classmethod
     def from_json(cls, data: bytes | str | Mapping[str, Any]) -> "ObservationBatch":
@@ -149,6 +126,7 @@ class ObservationBatch:
             int(obj["partition"]),
             {str(k): int(v) for k, v in obj["marks"].items()},
             [(str(s), float(v), int(t), str(topic), int(o)) for s, v, t, topic, o in obj["obs"]],
+            [(str(k), dict(r), int(t), str(topic), int(o)) for k, r, t, topic, o in obj.get("rec") or ()],
         )
 
 
@@ -177,10 +155,15 @@ class DetectorBank:
         ``system``); missing kinds use :func:`default_spec`.
     idle_ms
         Wall-clock time after which a silent partition no longer holds values back.
+    windows
+        The key's tumbling windows (:mod:`.windows`); None keeps none. Records
+        are de-duplicated like values, then added at once (a window is a sum:
+        order does not matter); windows close when the prediction clock's
+        watermark passes them.
     """
 
     def __init__(self, key: ModelKey, partitions: int = 1, specs: Mapping[str, DetectorSpec] | None = None,
-                 idle_ms: int = 30_000) -> None:
+                 idle_ms: int = 30_000, windows: WindowSet | None = None) -> None:
         self.key = key
         self.partitions = partitions
         self.specs = dict(specs or {})
@@ -195,6 +178,8 @@ class DetectorBank:
         # heaps of (time, partition, topic, offset, index in batch, stream, value)
         self.pending: dict[str, list[tuple[int, int, str, int, int, str, float]]] = {PREDICTION_CLOCK: [], JOIN_CLOCK: []}
         self.replayed = 0  # observations skipped as already received
+        self.windows = windows
+        self.outbox: list[tuple[str, dict[str, Any]]] = []  # window documents to index (see take_documents)
 
     @property
     def positions(self) -> dict[str, int]:
@@ -205,6 +190,12 @@ class DetectorBank:
     def waiting(self) -> int:
         """Values received but not yet released to the detectors."""
         return sum(len(heap) for heap in self.pending.values())
+
+    @property
+    def holding(self) -> bool:
+        """Whether the bank holds values back or has open windows: something a silent input must still release."""
+        windows = getattr(self, "windows", None)
+        return self.waiting > 0 or bool(windows is not None and windows.open)
 
     def detector(self, stream: str) -> StreamDetector:
         det = self.detectors.get(stream)
@@ -226,10 +217,11 @@ class DetectorBank:
             if self.created_ms is not None:
                 self.created_ms = now_ms
 
-    def apply(self, batch: ObservationBatch, now_ms: int = 0) -> list[DriftEvent]:
+    def apply(self, batch: ObservationBatch, now_ms: int = 0, baseline: Baseline | None = None) -> list[DriftEvent]:
         """Receive a batch (skipping values already received) and release what is in order.
 
-        Returns the drift events raised by the values released.
+        Returns the drift events raised by the values released and by the
+        windows closed; ``baseline`` is the model version's, if it has one.
         """
         partition = batch.source_partition
         if self.created_ms is None:
@@ -244,11 +236,21 @@ class DetectorBank:
             if offset > self.received.get(source, -1):
                 self.received[source] = offset
             heapq.heappush(self.pending[clock_of(stream)], (event_ms, partition, topic, offset, index, stream, value))
+        windows = getattr(self, "windows", None)
+        for kind, record, event_ms, topic, offset in batch.records:
+            source = f"{topic}:{partition}"
+            if offset <= before.get(source, -1):
+                self.replayed += 1
+                continue
+            if offset > self.received.get(source, -1):
+                self.received[source] = offset
+            if windows is not None:
+                windows.add(kind, record, event_ms, baseline)
         for clock, mark in batch.marks.items():
             marks = self.marks.setdefault(clock, {})
             marks[partition] = max(mark, marks.get(partition, mark))
         self.heard_ms[partition] = max(now_ms, self.heard_ms.get(partition, now_ms))
-        return self.release(now_ms)
+        return self.release(now_ms, baseline)
 
     def watermark(self, clock: str, now_ms: int) -> float:
         """Values on ``clock`` older than this are in order and can be released."""
@@ -261,8 +263,8 @@ class DetectorBank:
         ]
         return min(blocking) if blocking else float("inf")
 
-    def release(self, now_ms: int = 0) -> list[DriftEvent]:
-        """Feed the detectors every buffered value older than its clock's watermark, in order."""
+    def release(self, now_ms: int = 0, baseline: Baseline | None = None) -> list[DriftEvent]:
+        """Feed the detectors every buffered value older than its clock's watermark, in order; close passed windows."""
         events: list[DriftEvent] = []
         for clock, heap in self.pending.items():
             watermark = self.watermark(clock, now_ms)
@@ -275,7 +277,18 @@ class DetectorBank:
                 start = det.position
                 for signal in det.update_many([v for v, _ in values], start_position=start):
                     events.append(self._drift_event(stream, signal, values[signal.position - start][1]))
+        windows = getattr(self, "windows", None)
+        if windows is not None:
+            closed = windows.close(self.watermark(PREDICTION_CLOCK, now_ms), baseline)
+            self.outbox = getattr(self, "outbox", [])
+            self.outbox += closed.documents + windows.documents()
+            events += closed.drift
         return events
+
+    def take_documents(self) -> list[tuple[str, dict[str, Any]]]:
+        """The window documents produced since the last call (``(stream, document)``, id in ``event.id``)."""
+        out, self.outbox = getattr(self, "outbox", []), []
+        return out
 
     def _drift_event(self, stream: str, signal: Any, event_ms: int) -> DriftEvent:
         _, drift_kind = stream_kinds(stream)

@@ -173,6 +173,28 @@ DEADLETTER_PROPERTIES: dict[str, Any] = {
     "event": _obj(original={"type": "binary"}),
 }
 
+# --- windowed metrics and data-quality anomalies ----------------------------------
+
+METRICS_PROPERTIES: dict[str, Any] = {
+    "window": _obj(start=DATE, end=DATE, size_ms=LONG, closed=BOOLEAN, late_events=LONG),
+    "slice": _obj(name=KEYWORD),
+    # metrics.*, fairness.*, quality.*: numbers, objects and lists of objects
+    # (per class, per group, per anomaly kind), mapped by the dynamic templates.
+    "metrics": _obj(positive_label=KEYWORD),
+    "fairness": _obj(attribute=KEYWORD, positive_label=KEYWORD, exceeded=KEYWORD),
+    "quality": _obj(events=LONG, anomalous=LONG),
+}
+
+METRICS_DYNAMIC_TEMPLATES: list[dict[str, Any]] = [
+    # every number is a double: a first whole value must not make a rate field ``long``
+    {"metric_numbers": {"match_mapping_type": "long", "mapping": dict(DOUBLE)}},
+]
+
+ANOMALY_PROPERTIES: dict[str, Any] = {
+    "request": _obj(id=KEYWORD),
+    "anomaly": _obj(feature=KEYWORD, kind=KEYWORD, value=KEYWORD, expected=KEYWORD),
+}
+
 # --- registrations: one line per stream -------------------------------------------
 
 STREAMS: tuple[IndexStream, ...] = (
@@ -180,6 +202,8 @@ STREAMS: tuple[IndexStream, ...] = (
     IndexStream("outcomes", OUTCOME_PROPERTIES, PREDICTION_DYNAMIC_TEMPLATES, ("model.name", "model.version", "request.id"), settings={"index": {"mapping": {"total_fields": {"limit": 2000}}}}, description="predictions joined with their ground truth"),
     IndexStream("drift", DRIFT_PROPERTIES, description="drift detected by a detector; ids given by the caller"),
     IndexStream("alerts", ALERT_PROPERTIES, description="alerts raised from drift events; ids given by the caller"),
+    IndexStream("metrics", METRICS_PROPERTIES, METRICS_DYNAMIC_TEMPLATES, description="metrics per model, version, slice and tumbling window; one document per window, updated until the window closes"),
+    IndexStream("anomalies", ANOMALY_PROPERTIES, (), ("model.name", "model.version", "request.id", "anomaly.feature", "anomaly.kind"), description="serving values that break the baseline's schema (type, domain, range, required)"),
     # dynamic false: unknown fields of a dead letter are kept but never mapped, so a dead letter is not rejected for them.
     IndexStream("deadletters", DEADLETTER_PROPERTIES, (), ("kafka.topic", "kafka.partition", "kafka.offset", "error.stage", "error.type"), dynamic="false", description="records driftline could not process, with the reason and raw bytes"),
 )  # fmt: skip

@@ -14,7 +14,7 @@ import pytest
 
 import driftline
 
-PACKAGES = ["driftline", "driftline.commands", "driftline.connectors", "driftline.streams", "driftline.schemas"]
+PACKAGES = ["driftline", "driftline.commands", "driftline.connectors", "driftline.streams", "driftline.schemas", "driftline.baselines"]
 
 
 def modules() -> list[str]:

@@ -140,7 +140,7 @@ def test_start_installs_one_template_per_stream_and_flush_before_start_is_refuse
             await sink.flush(TOPIC, 0)
         await sink.start()
         await sink.start()  # idempotent
-        assert set(fake.templates) == {f"unit-{s}" for s in ("predictions", "outcomes", "drift", "alerts", "deadletters")}
+        assert set(fake.templates) == {f"unit-{s}" for s in ("predictions", "outcomes", "drift", "alerts", "metrics", "anomalies", "deadletters")}
         assert fake.templates["unit-predictions"]["index_patterns"] == ["unit-predictions-*"]
 
     run_with_fake(body)

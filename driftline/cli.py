@@ -3,6 +3,7 @@
 Example:
     $ driftline --help
     $ driftline infra up
+    $ driftline baseline build train.csv --model churn --version 7
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import typer
 
 from driftline import __version__
+from driftline.commands.baseline import app as baseline_app
 from driftline.commands.demo import demo
 from driftline.commands.infra import infra_app
 from driftline.commands.worker import worker
@@ -21,6 +23,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(infra_app, name="infra")
+app.add_typer(baseline_app, name="baseline")
 app.command()(demo)
 app.command()(worker)
 

@@ -57,6 +57,7 @@ from driftline.connectors.webhook import WebhookNotifier
 from driftline.settings import Settings
 from driftline.streams.alerts import AlertPolicy
 from driftline.streams.batching import take_batches
+from driftline.streams.clock import BacklogClock
 from driftline.streams.detect import (
     JOIN_CLOCK,
     PREDICTION_CLOCK,
@@ -160,6 +161,9 @@ class Pipeline:
         self.partition_events: dict[int, EventT] = {}  # the latest observation event per partition (for the store)
         self.catalog = BaselineCatalog(settings)
         self._catalog_started = False
+        # the detectors' idle timeouts count only time the worker is caught up (see streams/clock.py)
+        self.clock = BacklogClock(("ingest", "detect"), quiet_s=2 * settings.batch_within_s + 1.0,
+                                  start_ms=int(time.time() * 1000))
         self.validators: dict[str, tuple[Baseline, SkewValidator]] = {}
         self.slice_specs = parse_slices(settings.slices)
         self.window_settings = window_settings(settings)
@@ -443,7 +447,7 @@ class Pipeline:
         for event in events:
             by_key[(event.message.partition, event.key.decode())].append(ObservationBatch.from_json(event.value))
             self.partition_events[event.message.partition] = event
-        now_ms = int(time.time() * 1000)
+        now_ms = self.clock.tick()
         async with self._detect_lock:
             updates = []
             for (partition, key), batches in by_key.items():
@@ -459,7 +463,7 @@ class Pipeline:
 
     async def release_idle(self) -> None:
         """Release values held back for partitions that went silent (end of a burst, idle models)."""
-        now_ms = int(time.time() * 1000)
+        now_ms = self.clock.tick()
         async with self._detect_lock:
             updates = []
             for key, partition in list(self.waiting.items()):
@@ -595,7 +599,12 @@ def create_app(settings: Settings) -> faust.App:
         await pipeline.start_catalog()
         await pipeline.start_sink()
         async for events in take_batches(stream, batch, within):
-            await pipeline.ingest(events)
+            full = len(events) >= batch
+            pipeline.clock.begin("ingest", full)
+            try:
+                await pipeline.ingest(events)
+            finally:
+                pipeline.clock.end("ingest", full)
 
     @app.agent(pipeline.observations_topic, name="driftline.streams.app.detect", supervisor_strategy=CrashingSupervisor)
     async def detect(stream: faust.StreamT) -> None:
@@ -603,7 +612,12 @@ def create_app(settings: Settings) -> faust.App:
         await pipeline.start_sink()
         await pipeline.start_webhook()
         async for events in take_batches(stream, batch, within):
-            await pipeline.detect(events)
+            full = len(events) >= batch
+            pipeline.clock.begin("detect", full)
+            try:
+                await pipeline.detect(events)
+            finally:
+                pipeline.clock.end("detect", full)
 
     @app.timer(interval=max(1.0, settings.detect_idle_s / 3))
     async def release_idle() -> None:

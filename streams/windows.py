@@ -43,10 +43,14 @@ a :class:`~.alerts.DriftEvent` that goes through the alert policy like the
 detectors' alarms. Records for a closed window are counted as
 ``window.late_events`` and dropped.
 
-Small windows are compared with significance tests (KS, chi-squared). Their
-level is ``alpha`` divided by the number of streams compared (Bonferroni), so
-a window of a stable model raises a false alarm with probability about
-``alpha`` in all, not ``alpha`` per feature.
+Small windows are compared with significance tests (KS, chi-squared), large
+ones by effect sizes guarded by a test. Both levels (``alpha``,
+``guard_alpha``) are divided by the number of streams compared (Bonferroni),
+so a window of a stable model raises a false alarm with probability about
+``alpha`` in all, not ``alpha`` per feature. The pipeline's default is 1% per
+window and key (:data:`PIPELINE_THRESHOLDS`): with 5-minute windows that is
+about three false comparisons a day per key before the alert cooldown, against
+~14 at the textbook 5%.
 
 Example:
     >>> from driftline.streams.keys import ModelKey
@@ -78,6 +82,7 @@ from driftline.streams.skew import Anomaly, AnomalyCounts
 
 __all__ = [
     "OUTCOME",
+    "PIPELINE_THRESHOLDS",
     "PREDICTION",
     "ClosedWindows",
     "Window",
@@ -88,6 +93,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: The pipeline's comparison thresholds: family-wise 1% per window (see the module doc).
+PIPELINE_THRESHOLDS = dataclasses.replace(DEFAULT_THRESHOLDS, alpha=0.01, guard_alpha=0.01)
 
 #: Record kinds: a prediction, an outcome (a prediction joined with its label).
 PREDICTION, OUTCOME = "p", "o"
@@ -150,7 +158,7 @@ class WindowSettings:
     size_ms: int = 300_000
     lateness_ms: int = 60_000
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
-    thresholds: DriftThresholds = DEFAULT_THRESHOLDS
+    thresholds: DriftThresholds = PIPELINE_THRESHOLDS
     skew_alert_rate: float = 0.01
     compare_previous: bool = True
 
@@ -321,7 +329,8 @@ class WindowSet:
         streams = len(serving.features) + (serving.prediction is not None) + (serving.label is not None)
         thresholds = self.settings.thresholds
         if streams > 1:  # Bonferroni: about alpha false alarms per window in all, not per stream
-            thresholds = dataclasses.replace(thresholds, alpha=thresholds.alpha / streams)
+            thresholds = dataclasses.replace(thresholds, alpha=thresholds.alpha / streams,
+                                             guard_alpha=thresholds.guard_alpha / streams)
         findings = serving.compare(thresholds)
         if self.settings.compare_previous and self.previous is not None and baseline is not None:
             try:

@@ -28,6 +28,7 @@ def pipeline_settings(base: Settings, **overrides: Any) -> Settings:
         "feedback_topic": f"t{tag}.feedback",
         "deadletter_topic": f"t{tag}.deadletter",
         "alerts_topic": f"t{tag}.alerts",
+        "baselines_topic": f"t{tag}.baselines",
         "app_id": f"driftline-test-{tag}",
         "es_index_prefix": f"t{tag}",
         "pseudonymization_key": PSEUDONYMIZATION_KEY,

@@ -104,3 +104,39 @@ def test_decode_refuses_what_is_not_a_baseline():
     with pytest.raises(BaselineError, match="gzip"):
         decode_baseline(b"{}")
     assert decode_baseline(encode_baseline(example_baseline())) == example_baseline()
+
+
+def test_the_cli_builds_publishes_lists_and_withdraws_a_baseline(topic_settings, tmp_path):
+    from typer.testing import CliRunner
+
+    from driftline.cli import app
+
+    train = tmp_path / "train.csv"
+    train.write_text("amount,channel,label\n" + "".join(f"{i % 50},{'web' if i % 3 else 'app'},{i % 2}\n"
+                                                         for i in range(500)))
+    runner = CliRunner()
+    env = {"DRIFTLINE_BASELINES_TOPIC": topic_settings.baselines_topic}
+    kafka = ["--kafka-bootstrap", topic_settings.kafka_bootstrap]
+    out = tmp_path / "churn-7.json"
+    built = runner.invoke(app, ["baseline", "build", str(train), "--model", "churn", "--version", "7",
+                                "--label-column", "label", "--output", str(out), "--quiet"])
+    assert built.exit_code == 0, built.output
+    published = runner.invoke(app, ["baseline", "publish", str(out), *kafka], env=env)
+    assert published.exit_code == 0 and "published churn|7" in published.output, published.output
+    listed = runner.invoke(app, ["baseline", "list", *kafka], env=env)
+    assert listed.exit_code == 0 and "churn" in listed.output and "train.csv" in listed.output, listed.output
+    assert read_baselines(topic_settings)["churn|7"].schema["channel"].domain == ["app", "web"]
+    withdrawn = runner.invoke(app, ["baseline", "withdraw", "--model", "churn", "--version", "7", *kafka], env=env)
+    assert withdrawn.exit_code == 0, withdrawn.output
+    assert "no baselines" in runner.invoke(app, ["baseline", "list", *kafka], env=env).output
+
+
+def test_publishing_an_invalid_file_fails_with_the_reason(topic_settings, tmp_path):
+    from typer.testing import CliRunner
+
+    from driftline.cli import app
+
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "something-else"}')
+    result = CliRunner().invoke(app, ["baseline", "publish", str(bad), "--kafka-bootstrap", topic_settings.kafka_bootstrap])
+    assert result.exit_code == 1 and "unknown baseline format" in result.output

@@ -9,7 +9,11 @@ On the same servers (the embedded ones, started here, or those named by
    the pipeline would index (docs/s);
 3. the pipeline: predictions and feedback are logged first, then a worker is
    started and timed until every prediction and outcome is indexed
-   (input events/s and documents/s), with the worker's own per-phase timings.
+   (input events/s and documents/s), with the worker's own per-phase timings —
+   twice, on fresh topics and indices: with the windows off (online detectors
+   only, ``DRIFTLINE_WINDOWS_ENABLED=false``), then on, with a training
+   baseline published (windowed metrics, baseline comparisons, schema-skew
+   checks). The report gives both rates and their ratio.
 
 The pipeline indexes two documents per request (the prediction and the joined
 outcome), so the Elasticsearch floor for N requests is 2N documents at the
@@ -36,6 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
 from elasticsearch import Elasticsearch, helpers  # noqa: E402
 
+from driftline.baselines.build import build_baseline  # noqa: E402
+from driftline.baselines.catalog import publish_baseline  # noqa: E402
 from driftline.connectors.codec import make_codec  # noqa: E402
 from driftline.connectors.kafka_admin import driftline_topics, ensure_topics  # noqa: E402
 from driftline.connectors.producer import PredictionLogger  # noqa: E402
@@ -78,10 +84,88 @@ def bare_elasticsearch(settings: Settings, documents: list[dict]) -> float:
     return rate
 
 
+def training_file(path: Path, rows: int = 20_000) -> Path:
+    """A training CSV of the simulated model's features (no drift: another seed, drift points beyond the end)."""
+    import csv
+
+    service = SimulatedService(n=rows, seed=7, feature_drift_start=rows + 1, concept_drift_at=rows + 1, malformed_count=0)
+    predictions = service.traffic().predictions
+    numeric = sorted(predictions[0]["numeric_features"])
+    categorical = sorted(predictions[0]["categorical_features"])
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([*numeric, *categorical, "prediction"])
+        for p in predictions:
+            writer.writerow([*(p["numeric_features"][n] for n in numeric), *(p["categorical_features"][c] for c in categorical),
+                             p["prediction"][0]["label"]])
+    return path
+
+
+def run_worker(settings: Settings, traffic, requests: int, log_path: Path) -> tuple[float, float, str]:
+    """Log the traffic, start a worker, time it until every prediction and outcome is indexed.
+
+    Returns (seconds to the first document, seconds busy indexing, the worker's last counts report).
+    """
+    import signal
+    import subprocess
+
+    tag = settings.es_index_prefix
+    ensure_topics(settings, driftline_topics(settings))
+    with PredictionLogger(settings, max_buffer=3 * requests) as log:
+        for p in traffic.predictions:
+            log.log_prediction(p)
+        for f in traffic.feedback:
+            log.log_feedback(f)
+        log.flush(120)
+    with log_path.open("wb") as out:
+        worker = subprocess.Popen([sys.executable, "-m", "driftline.cli", "worker", "--loglevel", "info"],
+                                  env=os.environ | settings.to_env(), stdout=out, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    es = Elasticsearch(**settings.es_client_options())
+
+    def count(stream: str) -> int:
+        try:
+            es.indices.refresh(index=f"{tag}-{stream}-*")
+            return int(es.count(index=f"{tag}-{stream}-*")["count"])
+        except Exception:  # noqa: BLE001 - no index yet
+            return 0
+
+    started = time.perf_counter()
+    first = None
+    try:
+        while time.perf_counter() - started < 1800:
+            n_pred, n_out = count("predictions"), count("outcomes")
+            if first is None and n_pred:
+                first = time.perf_counter()
+            print(f"  {time.perf_counter() - started:6.1f} s: predictions {n_pred:,}, outcomes {n_out:,}", flush=True)
+            if n_pred >= requests and n_out >= requests:
+                break
+            time.sleep(2.0)
+        finished = time.perf_counter()
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(30)
+        es.close()
+    counts = [line for line in log_path.read_text(errors="replace").splitlines() if "driftline counts" in line]
+    return (first or finished) - started, finished - (first or started), counts[-1].split("driftline counts: ", 1)[-1] if counts else ""
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM/SIGINT exit through the ExitStack, so the embedded servers are stopped, not left running."""
+    import signal
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=10_000)
     args = parser.parse_args(argv)
+    _stop_on_signals()
 
     with ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="driftline-bench-")))
@@ -93,13 +177,18 @@ def main(argv: list[str] | None = None) -> int:
             print("starting the embedded servers ...", flush=True)
             infra = stack.enter_context(running_infrastructure(folder / "infra", kafka_port=kafka_port, es_port=es_port))
             bootstrap, es_url = infra.kafka_bootstrap, infra.es_url
-        tag = f"bench{uuid.uuid4().hex[:6]}"
-        settings = Settings(
-            kafka_bootstrap=bootstrap, es_url=es_url, kafka_session_timeout_ms=6000, app_id=f"driftline-{tag}",
-            predictions_topic=f"{tag}.predictions", feedback_topic=f"{tag}.feedback",
-            deadletter_topic=f"{tag}.deadletter", alerts_topic=f"{tag}.alerts", es_index_prefix=tag,
-            pseudonymization_key=generate_key(), worker_dir=folder / "worker", detect_idle_s=5.0,
-        )
+
+        def bench_settings(**overrides) -> Settings:
+            tag = f"bench{uuid.uuid4().hex[:6]}"
+            return Settings(
+                kafka_bootstrap=bootstrap, es_url=es_url, kafka_session_timeout_ms=6000, app_id=f"driftline-{tag}",
+                predictions_topic=f"{tag}.predictions", feedback_topic=f"{tag}.feedback",
+                deadletter_topic=f"{tag}.deadletter", alerts_topic=f"{tag}.alerts", baselines_topic=f"{tag}.baselines",
+                es_index_prefix=tag, pseudonymization_key=generate_key(), worker_dir=folder / "worker" / tag,
+                detect_idle_s=5.0, **overrides,
+            )
+
+        settings = bench_settings()
         service = SimulatedService(n=args.requests, malformed_count=0)
         traffic = service.traffic()
         codec = make_codec("prediction_event")
@@ -110,68 +199,37 @@ def main(argv: list[str] | None = None) -> int:
                      for i, v in enumerate(values)]
         print(f"{args.requests:,} requests: {sum(map(len, values)) / len(values):.0f} B of Avro each", flush=True)
 
-        print("[1/3] bare Kafka produce + consume ...", flush=True)
+        print("[1/4] bare Kafka produce + consume ...", flush=True)
         produce_rate, consume_rate = bare_kafka(settings, values)
-        print("[2/3] bare Elasticsearch helpers.bulk ...", flush=True)
+        print("[2/4] bare Elasticsearch helpers.bulk ...", flush=True)
         bulk_rate = bare_elasticsearch(settings, documents)
 
-        print("[3/3] driftline worker ...", flush=True)
-        ensure_topics(settings, driftline_topics(settings))
-        with PredictionLogger(settings, max_buffer=3 * args.requests) as log:
-            for p in traffic.predictions:
-                log.log_prediction(p)
-            for f in traffic.feedback:
-                log.log_feedback(f)
-            log.flush(120)
-        import subprocess
+        print("[3/4] driftline worker, windows off ...", flush=True)
+        off = bench_settings(windows_enabled=False)
+        startup_off, busy_off, report_off = run_worker(off, traffic, args.requests, folder / "worker-off.log")
 
-        log_path = folder / "worker.log"
-        with log_path.open("wb") as out:
-            worker = subprocess.Popen([sys.executable, "-m", "driftline.cli", "worker", "--loglevel", "info"],
-                                      env=os.environ | settings.to_env(), stdout=out, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
-        es = Elasticsearch(**settings.es_client_options())
+        print("[4/4] driftline worker, windows on, with a training baseline ...", flush=True)
+        on = bench_settings(slices=["region=eu"], positive_label="fraud", sensitive_attribute="region")
+        baseline = build_baseline(training_file(folder / "train.csv"), service.model_name, service.model_version,
+                                  prediction_column="prediction")
+        publish_baseline(on, baseline)
+        startup_on, busy_on, report_on = run_worker(on, traffic, args.requests, folder / "worker-on.log")
 
-        def count(stream: str) -> int:
-            try:
-                es.indices.refresh(index=f"{tag}-{stream}-*")
-                return int(es.count(index=f"{tag}-{stream}-*")["count"])
-            except Exception:  # noqa: BLE001 - no index yet
-                return 0
-
-        started = time.perf_counter()
-        first = None
-        try:
-            while time.perf_counter() - started < 1800:
-                n_pred, n_out = count("predictions"), count("outcomes")
-                if first is None and n_pred:
-                    first = time.perf_counter()
-                print(f"  {time.perf_counter() - started:6.1f} s: predictions {n_pred:,}, outcomes {n_out:,}", flush=True)
-                if n_pred >= args.requests and n_out >= args.requests:
-                    break
-                time.sleep(2.0)
-            finished = time.perf_counter()
-        finally:
-            import signal
-
-            os.killpg(worker.pid, signal.SIGTERM)
-            worker.wait(30)
-            es.close()
-        counts = [line for line in log_path.read_text(errors="replace").splitlines() if "driftline counts" in line]
-
-    busy = finished - (first or started)
     events = 2 * args.requests
+    rate_off, rate_on = events / busy_off, events / busy_on
     print("\n| figure | value |")
     print("| --- | --- |")
     print(f"| bare Kafka produce | {produce_rate:,.0f} msgs/s |")
     print(f"| bare Kafka consume | {consume_rate:,.0f} msgs/s |")
     print(f"| bare Elasticsearch bulk (canonical predictions) | {bulk_rate:,.0f} docs/s |")
-    print(f"| worker start-up (group join, templates) until the first document | {(first or finished) - started:.1f} s |")
-    print(f"| pipeline, input events (predictions + feedback) | {events / busy:,.0f} events/s |")
-    print(f"| pipeline, documents indexed (prediction + outcome) | {events / busy:,.0f} docs/s "
-          f"= {events / busy / bulk_rate:.0%} of bare bulk |")
-    if counts:
-        print(f"\nworker's last report: {counts[-1].split('driftline counts: ', 1)[-1]}")
+    print(f"| worker start-up (group join, templates) until the first document | {startup_off:.1f} s off, {startup_on:.1f} s on |")
+    print(f"| pipeline, windows off: input events (= documents indexed) | {rate_off:,.0f} events/s "
+          f"= {rate_off / bulk_rate:.0%} of bare bulk |")
+    print(f"| pipeline, windows on (metrics, baseline comparisons, skew; slice region=eu) | {rate_on:,.0f} events/s "
+          f"= {rate_on / bulk_rate:.0%} of bare bulk |")
+    print(f"| windows on / off | {rate_on / rate_off:.0%} (target: at least 67%) |")
+    print(f"\nworker's last report, windows off: {report_off}")
+    print(f"worker's last report, windows on: {report_on}")
     return 0
 
 

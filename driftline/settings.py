@@ -101,6 +101,7 @@ class Settings(BaseSettings):
     detect_idle_s: float = Field(30.0, gt=0, description="wall-clock seconds after which a silent source partition stops holding values back from the detectors")
     alert_cooldown_s: float = Field(3600.0, ge=0, description="event-time cooldown per (model, version, stream, slice) between two alerts")
     webhook_url: str | None = Field(None, description="POST each alert as JSON to this URL")
+    windows_enabled: bool = Field(True, description="windowed metrics, baseline comparisons and schema-skew checks (off: only the online detectors)")
     metrics_window_s: float = Field(300.0, gt=0, description="size of the tumbling event-time windows of metrics and baseline comparisons")
     metrics_lateness_s: float = Field(60.0, ge=0, description="how long after its end (in event time) a window still takes late events before it is closed and compared")
     slices: list[str] = Field(default_factory=list, description='slices with their own metrics and comparisons, JSON: ["region=eu", "amount=[100,)", "region=eu&channel=web"]')

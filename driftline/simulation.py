@@ -5,9 +5,13 @@ scores requests with five numeric features and a region slice. At
 ``feature_drift_start`` one feature starts drifting gradually (its mean grows
 by one standard deviation over ``feature_drift_span`` requests); at
 ``concept_drift_at`` the relation between inputs and labels changes abruptly
-(the model's error rate jumps from 10% to 45%). Labels arrive for every
+(the model's error rate jumps from 10% to 45%). From ``skew_at`` on, a bad
+release in one region (``skewed_region``) sends an unknown ``channel`` value
+in 5% of its requests: schema skew in one slice. Labels arrive for every
 request, ``label_delay_ms`` of event time later, logged ~100 requests after
 their prediction. A few malformed messages are mixed in.
+:meth:`~SimulatedService.write_training_file` writes the training data the
+model was fit on (no drift, no skew), for ``driftline baseline build``.
 
 Example:
     >>> sim = SimulatedService(n=1_000, seed=1)
@@ -20,10 +24,14 @@ Example:
 
 from __future__ import annotations
 
+import csv
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 
 FEATURES = ("amount", "distance_km", "hour", "items", "velocity")
+CHANNELS = ("web", "app", "pos")
+REGIONS = ("eu", "us", "apac")
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,9 @@ class SimulatedService:
     drifting_feature: str = "velocity"
     concept_drift_at: int = 8_000
     malformed_count: int = 10
+    skew_at: int | None = None
+    skewed_region: str = "apac"
+    unknown_channel: str = "kiosk"
     model_name: str = "fraud-detector"
     model_version: str = "2026.11.1"
 
@@ -82,10 +93,13 @@ class SimulatedService:
                 "latency_ms": rng.lognormvariate(2.0, 0.25),
                 "prediction": [{"label": predicted, "score": score}],
                 "numeric_features": features,
-                "categorical_features": {"channel": rng.choice(["web", "app", "pos"])},
-                "slices": {"region": rng.choice(["eu", "us", "apac"])},
+                "categorical_features": {"channel": rng.choice(CHANNELS)},
+                "slices": {"region": rng.choice(REGIONS)},
                 "subject_id": f"customer-{rng.randrange(10_000)}",
             })
+            if self.skew_at is not None and i >= self.skew_at and predictions[-1]["slices"]["region"] == self.skewed_region \
+                    and rng.random() < 0.05:
+                predictions[-1]["categorical_features"]["channel"] = self.unknown_channel
             feedback.append({"request_id": request_id, "timestamp": self.timestamp(i) + self.label_delay_ms,
                              "labels": [truth], "label_source": "PROCESS_FEEDBACK"})
         malformed = []
@@ -97,3 +111,26 @@ class SimulatedService:
             else:
                 malformed.append(b'{"request_id": "no-model-%d", "timestamp": 1763800000000}' % k)
         return Traffic(predictions, feedback, malformed)
+
+
+    def write_training_file(self, path: Path, rows: int = 20_000, seed: int = 7) -> Path:
+        """Write the model's training data as CSV: the features, the prediction and the label.
+
+        Same distributions as the serving traffic before any drift (another seed).
+
+        Example:
+            >>> import tempfile, pathlib
+            >>> path = SimulatedService().write_training_file(pathlib.Path(tempfile.mkdtemp()) / "train.csv", rows=3)
+            >>> path.read_text().splitlines()[0]
+            'amount,distance_km,hour,items,velocity,channel,prediction,label'
+        """
+        rng = random.Random(seed)
+        with path.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow([*FEATURES, "channel", "prediction", "label"])
+            for _ in range(rows):
+                features = [rng.gauss(0.0, 1.0) for _ in FEATURES]
+                predicted = "fraud" if rng.random() > 0.5 else "legit"
+                truth = predicted if rng.random() >= 0.10 else ("legit" if predicted == "fraud" else "fraud")
+                writer.writerow([*features, rng.choice(CHANNELS), predicted, truth])
+        return path

@@ -256,6 +256,9 @@ class DriftEvent:
         Example:
             >>> DriftEvent("adwin", "concept", "error", "fraud", "3", 1200, 0, statistic=0.12).describe()
             'concept drift on error of fraud 3 (all traffic): adwin at position 1200 (statistic=0.12)'
+            >>> DriftEvent("psi", "data", "feature.age", "fraud", "3", 5, 300_000, feature="age", statistic=0.3,
+            ...            window_size=1200, parameters={"window_ms": 60_000}).describe()
+            'data drift on feature.age/age of fraud 3 (all traffic): psi in the 60 s window from 1970-01-01T00:05:00.000Z, 1200 values (statistic=0.3)'
         """
         where = self.stream if self.feature in (None, self.stream) else f"{self.stream}/{self.feature}"
         scope = ", ".join(f"{k}={v}" for k, v in self.slice.items()) or "all traffic"
@@ -265,7 +268,13 @@ class DriftEvent:
             if value is not None
         )
         text = f"{self.kind} drift on {where} of {self.model_name} {self.model_version} ({scope}): "
-        text += f"{self.detector} at position {self.position}"
+        window_ms = self.parameters.get("window_ms")
+        if window_ms:  # a window comparison: its position is the window's number, say when instead
+            text += f"{self.detector} in the {window_ms / 1000:g} s window from {iso_utc(self.event_time_ms)}"
+            if self.window_size is not None:
+                text += f", {self.window_size} values"
+        else:
+            text += f"{self.detector} at position {self.position}"
         return f"{text} ({measured})" if measured else text
 
     def document(self) -> dict[str, Any]:

@@ -167,6 +167,7 @@ class Pipeline:
         self.validators: dict[str, tuple[Baseline, SkewValidator]] = {}
         self.slice_specs = parse_slices(settings.slices)
         self.window_settings = window_settings(settings)
+        self.windows_enabled = settings.windows_enabled
 
     def _table(self, name: str, partitions: int, schema: faust.Schema) -> PartitionTable:
         table = PartitionTable(self.app, name=name, partitions=partitions, schema=schema,
@@ -293,7 +294,7 @@ class Pipeline:
                 if keep:
                     self.sink.add("predictions", doc, topic=event.topic, partition=partition, offset=event.offset)
                     touched.add((event.topic, partition))
-                validator = self.validator(model["name"], model["version"])
+                validator = self.validator(model["name"], model["version"]) if self.windows_enabled else None
                 anomalies = validator.validate(doc) if validator is not None else []
                 if anomalies:
                     self.counts["anomalies"] += len(anomalies)
@@ -303,7 +304,7 @@ class Pipeline:
                                                                         event.timestamp_ms, event.request_id,
                                                                         doc.get("labels")),
                                           topic=event.topic, partition=partition, offset=event.offset)
-                record = prediction_record(doc, anomalies)
+                record = prediction_record(doc, anomalies) if self.windows_enabled else {}
                 prediction = doc.get("prediction") or {}
                 values = list(observation_streams(None, prediction.get("score"), doc.get("latency_ms"),
                                                   (doc.get("features") or {}).get("numeric") or {}))
@@ -311,7 +312,8 @@ class Pipeline:
                     observations[key].extend(
                         (stream, value, event.timestamp_ms, event.topic, event.offset) for stream, value in values
                     )
-                    records[key].append((PREDICTION, record, event.timestamp_ms, event.topic, event.offset))
+                    if self.windows_enabled:
+                        records[key].append((PREDICTION, record, event.timestamp_ms, event.topic, event.offset))
             # an outcome is attributed to the record that completed it (the label, usually)
             completing = {e.request_id: e for e in predictions}
             completing.update({e.request_id: e for e in feedbacks})
@@ -325,11 +327,12 @@ class Pipeline:
                 # ordered by when the outcome became known: the later of prediction and label time
                 predicted_ms = _ms(outcome.document)
                 known_ms = max(predicted_ms, predicted_ms + int((doc.get("feedback") or {}).get("delay_ms") or 0))
-                record = outcome_record(doc)
+                record = outcome_record(doc) if self.windows_enabled else {}
                 for key in self.model_keys(model["name"], model["version"], doc):
                     if error is not None:
                         observations[key].append(("error", float(error), known_ms, source.topic, source.offset))
-                    records[key].append((OUTCOME, record, known_ms, source.topic, source.offset))
+                    if self.windows_enabled:
+                        records[key].append((OUTCOME, record, known_ms, source.topic, source.offset))
             for expired in result.expired:
                 self.counts[f"expired_{expired.kind}"] += 1
             total = result.total()
@@ -423,7 +426,7 @@ class Pipeline:
         model_key = ModelKey.decode(key)
         return DetectorBank(model_key, partitions=self.settings.topic_partitions,
                             idle_ms=int(self.settings.detect_idle_s * 1000),
-                            windows=WindowSet(model_key, self.window_settings))
+                            windows=WindowSet(model_key, self.window_settings) if self.windows_enabled else None)
 
     def load_bank(self, key: str) -> DetectorBank | None:
         """The key's bank from the table (its window settings those of this worker), or None."""
@@ -432,7 +435,9 @@ class Pipeline:
             return None
         bank = DetectorBank.loads(stored)
         windows = getattr(bank, "windows", None)
-        if windows is None:
+        if not self.windows_enabled:
+            bank.windows = None
+        elif windows is None:
             bank.windows = WindowSet(bank.key, self.window_settings)
         else:
             windows.settings = self.window_settings

@@ -895,6 +895,7 @@ def fairness_findings(
                 threshold=gap["threshold"],
                 window_size=sum(fairness["groups"][g]["count"] for g in compared),
                 parameters={
+                    "window_ms": window_size_ms,
                     "metric": metric,
                     "attribute": fairness["attribute"],
                     "positive_label": fairness["positive_label"],

@@ -64,6 +64,10 @@ def _run_settings(settings: Settings) -> Settings:
         "feedback_topic": f"driftline.{tag}.feedback",
         "deadletter_topic": f"driftline.{tag}.deadletter",
         "alerts_topic": f"driftline.{tag}.alerts",
+        "baselines_topic": f"driftline.{tag}.baselines",
+        "metrics_window_s": 120.0,  # 12,000 requests of 100 ms: ten windows
+        "metrics_lateness_s": 10.0,
+        "positive_label": settings.positive_label or "fraud",
         "app_id": f"driftline-{tag}",
         "es_index_prefix": tag,
         "pseudonymization_key": key if isinstance(key, str) else key.hex(),
@@ -71,6 +75,22 @@ def _run_settings(settings: Settings) -> Settings:
         "slice_keys": settings.slice_keys or ["region"],
     }
     return Settings(**values)
+
+
+def _publish_baseline(settings: Settings, service: SimulatedService) -> None:
+    """Build the model's baseline from its (simulated) training file and publish it, as a user would."""
+    from driftline.baselines.build import build_baseline
+    from driftline.baselines.catalog import publish_baseline
+
+    folder = Path(settings.infra_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    train = service.write_training_file(folder / f"{settings.es_index_prefix}-train.csv")
+    baseline = build_baseline(train, service.model_name, service.model_version, label_column="label",
+                              prediction_column="prediction")
+    (folder / f"{settings.es_index_prefix}.baseline.json").write_text(baseline.dumps())
+    size = publish_baseline(settings, baseline)
+    console.print(f"baseline of {service.model_name} {service.model_version}: {len(baseline.schema)} features from "
+                  f"{baseline.rows:,} training rows ({train}), published to {settings.baselines_topic} ({size:,} bytes)")
 
 
 def _log_traffic(settings: Settings, traffic: Traffic, progress: Progress) -> None:
@@ -124,12 +144,14 @@ def demo(
     settings = _run_settings(base)
     ensure_topics(settings, driftline_topics(settings))
     service = SimulatedService(n=events, concept_drift_at=events * 2 // 3, feature_drift_start=events // 4,
-                               feature_drift_span=events // 6)
+                               feature_drift_span=events // 6, skew_at=events // 2)
+    _publish_baseline(settings, service)
     traffic = service.traffic()
     console.print(
         f"run [bold]{settings.es_index_prefix}[/]: {events:,} predictions of {service.model_name} "
         f"{service.model_version}; '{service.drifting_feature}' drifts from request {service.feature_drift_start:,}, "
-        f"the concept changes at request {service.concept_drift_at:,}"
+        f"the concept changes at request {service.concept_drift_at:,}; from request {service.skew_at:,} region "
+        f"'{service.skewed_region}' sends an unknown channel '{service.unknown_channel}'"
     )
 
     log_dir = Path(settings.infra_dir)
@@ -201,6 +223,8 @@ def _watch(settings: Settings, service: SimulatedService, traffic: Traffic, work
         "predictions": count("predictions"),
         "outcomes": count("outcomes"),
         "deadletters": count("deadletters"),
+        "metrics": count("metrics"),
+        "anomalies": count("anomalies"),
         "drift": [h["_source"] for h in drift],
         "alerts": list(seen.values()),
     }
@@ -216,6 +240,8 @@ def _print_summary(settings: Settings, service: SimulatedService, summary: dict)
     table.add_row("predictions indexed", f"{summary['predictions']:,}")
     table.add_row("outcomes (prediction + label) indexed", f"{summary['outcomes']:,}")
     table.add_row("dead letters (malformed input)", f"{summary['deadletters']:,}")
+    table.add_row("window metrics documents (per window and slice)", f"{summary['metrics']:,}")
+    table.add_row("schema-skew anomalies", f"{summary['anomalies']:,}")
     kinds = Counter(f"{d['drift']['kind']} drift on {d['drift']['stream']}" for d in summary["drift"])
     for what, n in sorted(kinds.items()):
         table.add_row(f"drift events: {what}", str(n))
@@ -224,7 +250,9 @@ def _print_summary(settings: Settings, service: SimulatedService, summary: dict)
     console.print(
         f"known drift points: '{service.drifting_feature}' starts drifting at event time "
         f"{_iso(service.timestamp(service.feature_drift_start))}; the concept changes at "
-        f"{_iso(service.timestamp(service.concept_drift_at))} (labels arrive {service.label_delay_ms // 1000} s later)"
+        f"{_iso(service.timestamp(service.concept_drift_at))} (labels arrive {service.label_delay_ms // 1000} s later); "
+        f"region '{service.skewed_region}' sends channel '{service.unknown_channel}' from "
+        f"{_iso(service.timestamp(service.skew_at or 0))}"
     )
     for alert in sorted(summary["alerts"], key=lambda a: a["@timestamp"]):
         console.print(f"  {alert['@timestamp']}  " + escape(alert["alert"].get("message") or alert["alert"]["severity"]))
@@ -239,6 +267,12 @@ def _print_summary(settings: Settings, service: SimulatedService, summary: dict)
                   "-d '{\"_source\": [\"error\", \"kafka\"]}'")
     console.print(f"  curl -s '{url}/{prefix}-drift-*/_search?pretty' -H 'Content-Type: application/json' "
                   "-d '{\"query\": {\"term\": {\"drift.kind\": \"data\"}}}'")
+    console.print(f"  curl -s '{url}/{prefix}-metrics-*/_search?pretty' -H 'Content-Type: application/json' "
+                  "-d '{\"query\": {\"term\": {\"window.closed\": true}}, \"sort\": [{\"window.start\": \"asc\"}], "
+                  "\"_source\": [\"window.start\", \"slice.name\", \"metrics.count\", \"metrics.accuracy\", "
+                  "\"metrics.latency_ms.p99\"]}'")
+    console.print(f"  curl -s '{url}/{prefix}-anomalies-*/_search?pretty' -H 'Content-Type: application/json' "
+                  "-d '{\"query\": {\"term\": {\"labels.region\": \"apac\"}}}'")
     console.print("the local servers keep running: `driftline infra down` stops them.")
 
 

@@ -24,6 +24,11 @@ The accumulators and their (bounded) state:
 :class:`TextWindow`
     count, missing; tokens (:func:`~driftline.streams.distances.tokenize`)
     seen in the baseline vocabulary, and tokens not seen.
+:class:`NoveltyWindow`
+    events scored by the baseline's novelty model
+    (:class:`~driftline.baselines.novelty.NoveltyModel`), how many were
+    outliers, feature values filled; and at most ``batch_size`` (256) events'
+    values waiting to be scored together.
 
 A missing value (``None``; for numbers also NaN and infinities) only counts as
 missing. :class:`ServingWindow` holds one accumulator per feature of a
@@ -108,7 +113,16 @@ Comparison and thresholds
 * unseen tokens drift when their rate reaches the reference's own unseen rate
   plus ``unseen_tokens`` (0.1): the baseline vocabulary is bounded, so some
   training tokens were "unseen" too; 10 more points of tokens the model never
-  saw (new products, a new language, a changed template) is worth a look.
+  saw (new products, a new language, a changed template) is worth a look;
+* novelty (:func:`compare_novelty`) drifts when the window's outlier share is
+  above ``novelty`` (2) times the share of held-out training rows that were
+  outliers (about 1 %), *and* significantly above it: Fisher's exact test of
+  the two counts (the window's, and the calibration rows'), one-sided,
+  ``p < alpha``. The test covers a small window's noise (at 100 events and
+  1 % expected, 4 outliers are needed) and the calibration sample's own (the
+  expected share is an estimate from a few thousand rows); the ratio keeps a
+  large window from drifting on a share that is significant but too close to
+  the expected one to act on (a slightly miscalibrated threshold).
 
 The tests' ``alpha`` is per test: a window of ``m`` tested streams (features,
 prediction, label) below ``large_window`` has up to ``1 - 0.95^m`` chance of
@@ -136,7 +150,7 @@ Example:
     [('chi_squared', 428.571, False), ('linf', 0.2, True), ('jensen_shannon', 0.267, True), ('psi', 0.811, True), ('kl', 0.648, False)]
     >>> drift_event(findings[1], model_name="shop", model_version="4", window_start_ms=1_790_000_000_000,
     ...             window_size_ms=3_600_000).describe()
-    'data drift on feature.channel/channel of shop 4 (all traffic): linf at position 497222 (statistic=0.2, threshold=0.1, p_value=...)'
+    'data drift on feature.channel/channel of shop 4 (all traffic): linf in the 3600 s window from 2026-09-21T14:13:20.000Z, 2000 values (statistic=0.2, threshold=0.1, p_value=...)'
 """
 
 from __future__ import annotations
@@ -151,6 +165,8 @@ from typing import Any, Union
 
 import numpy as np
 
+from scipy import stats as scipy_stats
+
 from driftline.baselines.model import (
     Baseline,
     BooleanStats,
@@ -160,6 +176,7 @@ from driftline.baselines.model import (
     NumericStats,
     TextStats,
 )
+from driftline.baselines.novelty import NoveltyModel
 from driftline.streams import distances
 from driftline.streams.alerts import DriftEvent, DriftKind
 
@@ -167,6 +184,7 @@ __all__ = [
     "BASELINE_REFERENCE",
     "DEFAULT_MAX_KNOWN",
     "DEFAULT_MAX_UNKNOWN",
+    "DEFAULT_NOVELTY_BATCH",
     "DEFAULT_SAMPLE_SIZE",
     "DEFAULT_THRESHOLDS",
     "OTHER",
@@ -176,10 +194,13 @@ __all__ = [
     "DriftThresholds",
     "FeatureWindow",
     "Finding",
+    "NOVELTY",
+    "NoveltyWindow",
     "NumericWindow",
     "ServingWindow",
     "TextWindow",
     "compare",
+    "compare_novelty",
     "compare_stats",
     "compare_windows",
     "drift_event",
@@ -200,6 +221,10 @@ DEFAULT_MAX_KNOWN = 200
 BASELINE_REFERENCE = "baseline"
 #: :attr:`Finding.reference` of a comparison with the previous window.
 PREVIOUS_WINDOW = "previous_window"
+#: The feature name and metric of the novelty finding.
+NOVELTY = "novelty"
+#: Events a :class:`NoveltyWindow` scores together (one NumPy pass over the trees).
+DEFAULT_NOVELTY_BATCH = 256
 
 _MASK64 = (1 << 64) - 1
 

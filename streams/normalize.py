@@ -343,13 +343,28 @@ class NormalizeConfig:
     def from_settings(cls, settings: Any, **overrides: Any) -> "NormalizeConfig":
         """Topics from driftline's :class:`~driftline.settings.Settings`, other fields as given.
 
+        The pseudonymized and dropped features and the JSON field map come
+        from ``DRIFTLINE_PSEUDONYMIZE_FEATURES``, ``DRIFTLINE_DROP_FEATURES``,
+        ``DRIFTLINE_JSON_ALIASES`` and ``DRIFTLINE_JSON_EPOCH_UNIT``.
+
         Example:
             >>> from driftline.settings import Settings
             >>> sorted(NormalizeConfig.from_settings(Settings(predictions_topic="p", feedback_topic="f")).topics)
             ['f', 'p']
+            >>> config = NormalizeConfig.from_settings(Settings(drop_features=["ssn"], json_aliases={"ts": "timestamp"}))
+            >>> sorted(config.drop_features), dict(config.json_fields.aliases)
+            (['ssn'], {'ts': 'timestamp'})
         """
         topics = {settings.predictions_topic: EventKind.PREDICTION, settings.feedback_topic: EventKind.FEEDBACK}
-        return cls(**({"topics": topics} | overrides))
+        values: dict[str, Any] = {"topics": topics}
+        if getattr(settings, "pseudonymize_features", None):
+            values["pseudonymize_features"] = frozenset(settings.pseudonymize_features)
+        if getattr(settings, "drop_features", None):
+            values["drop_features"] = frozenset(settings.drop_features)
+        aliases, unit = getattr(settings, "json_aliases", None), getattr(settings, "json_epoch_unit", "auto")
+        if aliases or unit != "auto":
+            values["json_fields"] = JsonFieldMap(aliases=dict(aliases or {}), epoch_unit=unit)
+        return cls(**(values | overrides))
 
 
 @dataclass(frozen=True)

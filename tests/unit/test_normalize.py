@@ -826,3 +826,25 @@ def test_dead_letter_partition_header_is_what_struct_packs():
     # the schema id reported for a Confluent record without a registry is the big-endian id
     letter = dead(b"\x00" + struct.pack(">I", 4242) + b"\x02")
     assert "schema id 4242" in letter.reason
+
+
+def test_feature_privacy_and_json_aliases_come_from_driftline_environment_variables(monkeypatch):
+    monkeypatch.setenv("DRIFTLINE_PSEUDONYMIZE_FEATURES", '["email"]')
+    monkeypatch.setenv("DRIFTLINE_DROP_FEATURES", '["ssn"]')
+    monkeypatch.setenv("DRIFTLINE_JSON_ALIASES", '{"ts": "timestamp", "model": "model_name"}')
+    monkeypatch.setenv("DRIFTLINE_JSON_EPOCH_UNIT", "s")
+    from driftline.streams.normalize import Normalizer as EnvNormalizer
+    from driftline.streams.normalize import RawRecord as Raw
+
+    settings_from_env = Settings(pseudonymization_key="k" * 32)
+    normalizer = EnvNormalizer.from_settings(settings_from_env)
+    line = json.dumps({"request_id": "r-9", "ts": 1_763_850_000, "model": "churn", "model_version": "3",
+                       "prediction": [{"label": "stay"}],
+                       "categorical_features": {"email": "a@example.com", "ssn": "123-45-6789", "plan": "pro"}})
+    out = normalizer.normalize(Raw(line.encode(), b"r-9", settings_from_env.predictions_topic, 0, 1),
+                               now_ms=1_763_850_000_000)
+    assert not hasattr(out, "reason"), out.reason
+    categorical = out.document["features"]["categorical"]
+    assert "ssn" not in categorical and categorical["plan"] == "pro"
+    assert categorical["email"].startswith("pz_") and "example" not in categorical["email"]
+    assert out.document["model"]["name"] == "churn" and out.document["@timestamp"] == "2025-11-22T22:20:00.000Z"

@@ -22,6 +22,12 @@ Which column is what:
 
 Naming a column the file does not have is an error.
 
+With ``novelty`` (on by default), the first pass also keeps a bounded random
+sample of rows (:class:`~.novelty.RowSample`, 10,240 rows), and the numeric
+features' :class:`~.novelty.NoveltyModel` is fitted on it at the end
+(:func:`~.novelty.fit_novelty`): none when the file has no numeric feature
+or fewer than 1,000 rows.
+
 Example:
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "churn-train.csv"
@@ -42,7 +48,8 @@ from collections.abc import Callable, Collection, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
-from .model import Baseline, BaselineError, FeatureSchema, FeatureStats
+from .model import Baseline, BaselineError, FeatureSchema, FeatureStats, NumericStats
+from .novelty import NoveltyOptions, RowSample, fit_novelty
 from .profile import ColumnProfile, ProfileOptions, Role
 from .readers import DEFAULT_CHUNK_ROWS, TrainingFile
 
@@ -77,6 +84,7 @@ def build_baseline(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     value_cache_mb: float = 256,
     progress: ProgressCallback | None = None,
+    novelty: bool | NoveltyOptions = True,
 ) -> Baseline:
     """Profile a training data file into the baseline of ``model_name`` ``model_version``.
 
@@ -107,12 +115,18 @@ def build_baseline(
         values than its sample holds takes a second pass.
     progress
         Called after every chunk (see :data:`ProgressCallback`).
+    novelty
+        Fit the numeric features' novelty model (:mod:`.novelty`): ``True``
+        with the default :class:`~.novelty.NoveltyOptions`, or the options;
+        ``False`` for none.
 
     Returns
     -------
     Baseline
         With ``source`` = file name (not its folder), format, size and SHA-256,
-        ``created`` = now (ISO 8601, UTC) and ``rows`` = the file's rows.
+        ``created`` = now (ISO 8601, UTC), ``rows`` = the file's rows and
+        ``novelty`` = the novelty model (None when not asked for, without
+        numeric features, or with fewer than ``min_rows`` rows).
 
     Raises
     ------
@@ -133,6 +147,7 @@ def build_baseline(
         True
     """
     options = options or ProfileOptions()
+    novelty_options = novelty if isinstance(novelty, NoveltyOptions) else NoveltyOptions() if novelty else None
     if not model_name or not model_version:
         raise BaselineError("a baseline needs a model name and version")
     if chunk_rows < 1:
@@ -172,6 +187,8 @@ def build_baseline(
     seen: dict[str, None] = {}  # every column met, excluded ones too, in order
     rows = 0
     keeping = value_cache_mb > 0
+    # a bounded sample of whole rows, of the columns that may turn out numeric features
+    rows_sample = RowSample(novelty_options.sample_rows, novelty_options.seed) if novelty_options else None
     try:
         for chunk in data.chunks(chunk_rows):
             if rows == 0 and data.columns is not None:
@@ -187,6 +204,9 @@ def build_baseline(
             for name, profile in profiles.items():
                 if name not in chunk.columns:
                     profile.add_missing(chunk.rows)
+            if rows_sample is not None:
+                rows_sample.update({name: values for name, values in chunk.columns.items() if name not in named},
+                                   chunk.rows, typed)
             rows += chunk.rows
             if keeping and sum(p.kept_bytes for p in profiles.values()) > value_cache_mb * 2**20:
                 keeping = False
@@ -225,6 +245,10 @@ def build_baseline(
         else:
             schema[name] = column_schema
             statistics[name] = column_stats
+    model = None
+    if rows_sample is not None:
+        numeric = {name: s for name, s in statistics.items() if isinstance(s, NumericStats) and schema[name].type == "numeric"}
+        model = fit_novelty(rows_sample.columns(sorted(numeric)), numeric, novelty_options)
     if progress is not None:
         passes = 2 if second else 1
         progress(passes * rows, passes * data.size, passes * data.size)
@@ -238,4 +262,5 @@ def build_baseline(
         label=by_role.get("label"),
         source={"file": data.name, "format": data.format, "size": data.size, "sha256": data.sha256()},
         created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        novelty=model,
     )

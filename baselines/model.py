@@ -12,7 +12,10 @@ TFDV's schema and statistics do, as one reviewable JSON document:
   rate, moments, quantiles, a histogram with fixed bin edges and a bounded
   sample for numerics; category frequencies; a token vocabulary for text. The
   window comparisons (PSI, Jensen-Shannon, L-infinity, KS, Wasserstein) read
-  these.
+  these. Optionally, ``statistics.novelty``: an anomaly detector fitted on the
+  training rows' numeric features (:class:`~.novelty.NoveltyModel`), for the
+  joint distribution the per-feature statistics do not see. A document
+  without it is valid (no novelty comparison); deleting it turns that off.
 
 The same statistics describe the model's output (``prediction``) and the
 ground truth (``label``) when the training file has them, for prediction and
@@ -37,10 +40,14 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, Union
+
+if TYPE_CHECKING:
+    from .novelty import NoveltyModel
 
 __all__ = [
     "BASELINE_FORMAT",
@@ -276,7 +283,9 @@ class Baseline:
     ``schema`` and ``statistics`` are keyed by feature name. ``prediction`` and
     ``label`` describe the model's output and the ground truth in the training
     file, when it had them. ``source`` says where the baseline came from
-    (file name, format, digest) and ``created`` when (ISO 8601).
+    (file name, format, digest) and ``created`` when (ISO 8601). ``novelty``
+    is the training rows' novelty model (:mod:`.novelty`), if one was fitted;
+    it is written as ``statistics.novelty``, and only when present.
     """
 
     model_name: str
@@ -288,6 +297,7 @@ class Baseline:
     label: FeatureStats | None = None
     source: Mapping[str, Any] = field(default_factory=dict)
     created: str = ""
+    novelty: NoveltyModel | None = None
 
     @property
     def key(self) -> str:
@@ -296,7 +306,7 @@ class Baseline:
 
     def to_json(self) -> dict[str, Any]:
         """The baseline as a JSON-serializable document (what ``driftline baseline build`` writes)."""
-        return {
+        doc: dict[str, Any] = {
             "format": BASELINE_FORMAT,
             "model": {"name": self.model_name, "version": self.model_version},
             "created": self.created,
@@ -309,6 +319,9 @@ class Baseline:
                 "label": _stats_to_json(self.label) if self.label is not None else None,
             },
         }
+        if self.novelty is not None:
+            doc["statistics"]["novelty"] = self.novelty.to_json()
+        return doc
 
     def dumps(self) -> str:
         """The document as indented JSON text, for review and editing."""
@@ -339,6 +352,17 @@ class Baseline:
                 raise BaselineError(f"feature {name!r}: schema type {s.type!r} but statistics of type {stats[name].type!r}")
         prediction = statistics.get("prediction")
         label = statistics.get("label")
+        novelty = statistics.get("novelty")
+        if novelty is not None:
+            from .novelty import NoveltyModel  # numpy and River, only for documents that have a model
+
+            try:
+                novelty = NoveltyModel.from_json(novelty)
+            except BaselineError as exc:  # e.g. another River version draws other trees: keep the rest usable
+                logging.getLogger(__name__).warning(
+                    "baseline %s|%s: novelty model ignored (%s); rebuild the baseline to restore it",
+                    model.get("name"), model.get("version"), exc)
+                novelty = None
         return cls(
             str(model["name"]),
             str(model["version"]),
@@ -349,4 +373,5 @@ class Baseline:
             label=_stats_from_json("label", label) if label is not None else None,
             source=dict(obj.get("source") or {}),
             created=str(obj.get("created", "")),
+            novelty=novelty,
         )

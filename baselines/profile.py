@@ -95,6 +95,7 @@ __all__ = [
     "Reservoir",
     "Role",
     "TextSummary",
+    "as_number",
     "tokenize",
     "widened_range",
 ]
@@ -821,6 +822,22 @@ def _split(values: Sequence[Any], typed: bool, name: str, start: int) -> _Batch:
         else:
             missing += 1
     return _Batch(np.array(numbers_, dtype=np.float64), flags_[True], flags_[False], strings_, missing)
+
+
+def as_number(value: Any, typed: bool = True) -> float:
+    """A raw value as a number column reads it: the float, or NaN when it is missing,
+    a boolean, a string (in CSV: text that is no number) or of a type the
+    profiler does not read.
+
+    Example:
+        >>> as_number("2.5", typed=False), as_number(3), as_number("3"), as_number(True), as_number(None)
+        (2.5, 3.0, nan, nan, nan)
+    """
+    try:
+        kind, converted = _classify(value, typed, "", 0)
+    except BaselineError:
+        return math.nan
+    return float(converted) if kind == "number" else math.nan
 
 
 def _number_text(raw: Any, typed: bool) -> str:

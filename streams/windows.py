@@ -326,7 +326,8 @@ class WindowSet:
         return events
 
     def _baseline_events(self, window: Window, serving: ServingWindow, baseline: Baseline | None) -> list[DriftEvent]:
-        streams = len(serving.features) + (serving.prediction is not None) + (serving.label is not None)
+        streams = len(serving.features) + sum(part is not None for part in (serving.prediction, serving.label,
+                                                                            getattr(serving, "novelty", None)))
         thresholds = self.settings.thresholds
         if streams > 1:  # Bonferroni: about alpha false alarms per window in all, not per stream
             thresholds = dataclasses.replace(thresholds, alpha=thresholds.alpha / streams,

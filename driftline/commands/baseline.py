@@ -3,7 +3,9 @@
 ``build`` profiles a training file (CSV, JSON lines, Avro, Parquet) into one
 reviewable JSON document: the schema serving data must follow and the
 reference statistics drift is measured against (see
-:mod:`driftline.baselines.model`). Edit the schema — widen a range, add a
+:mod:`driftline.baselines.model`), with a novelty model of the numeric
+features' joint distribution unless ``--no-novelty`` (see
+:mod:`driftline.baselines.novelty`). Edit the schema — widen a range, add a
 category, make a feature optional — then ``show`` checks the edit and prints
 the schema as the pipeline will read it.
 
@@ -34,6 +36,7 @@ from rich.table import Table
 
 from driftline.baselines.build import build_baseline
 from driftline.baselines.model import Baseline, BaselineError, FeatureSchema, FeatureStats
+from driftline.baselines.novelty import NoveltyOptions
 from driftline.baselines.profile import ProfileOptions
 from driftline.settings import Settings, SettingsError
 
@@ -121,6 +124,14 @@ def _schema_table(baseline: Baseline, title: str) -> Table:
     return table
 
 
+def _novelty_line(baseline: Baseline) -> str:
+    model = baseline.novelty
+    if model is None:
+        return "no novelty model"
+    return (f"novelty model: {model.n_trees} half-space trees on {len(model.features)} numeric features, "
+            f"{model.expected_rate:.2%} of {model.calibration_rows:,} held-out training rows above its threshold")
+
+
 @app.command()
 def build(
     file: Annotated[Path, typer.Argument(show_default=False, help="Training data: .csv, .jsonl/.ndjson/.json, .avro or .parquet")],
@@ -145,6 +156,8 @@ def build(
     range_margin: Annotated[float, typer.Option(min=0, help="Widening of numeric ranges, as a share of the training range per side")] = 0.1,
     bins: Annotated[int, typer.Option(min=1, help="Histogram bins of a numeric feature")] = 20,
     sample_size: Annotated[int, typer.Option(min=1, help="Values kept per numeric feature for two-sample tests")] = 2_000,
+    novelty: Annotated[bool, typer.Option("--novelty/--no-novelty",
+                                          help="Fit a novelty model (Half-Space Trees) on the numeric features")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False,
 ) -> None:
     """Profile a training data file into a model version's baseline (schema + statistics) and write it as JSON."""
@@ -170,6 +183,7 @@ def build(
                 file, model, version, format=file_format, label_column=label_column,
                 prediction_column=prediction_column, categorical_columns=categorical_column or (),
                 text_columns=text_column or (), exclude_columns=exclude or (), options=options, progress=progress,
+                novelty=novelty,
             )
         _write_atomically(target, baseline.dumps())
     except BaselineError as exc:
@@ -183,6 +197,10 @@ def build(
     out.print(f"wrote {escape(str(target))} ({len(baseline.schema)} features"
               + "".join(f", {role}" for role, s in (("label", baseline.label), ("prediction", baseline.prediction)) if s)
               + ")")
+    if baseline.novelty is not None:
+        out.print(escape(_novelty_line(baseline)))
+    elif novelty:
+        out.print(f"no novelty model: it needs a numeric feature that varies and {NoveltyOptions().min_rows:,} rows")
     out.print(f"review the schema, edit it if needed, then check it with: driftline baseline show {escape(str(target))}")
 
 
@@ -204,6 +222,7 @@ def show(
     origin = f"{baseline.rows:,} rows of {source.get('file', '?')} ({source.get('format', '?')})" if source else \
         f"{baseline.rows:,} rows"
     out.print(_schema_table(baseline, f"{baseline.model_name} {baseline.model_version}: {origin}"))
+    out.print(escape(_novelty_line(baseline)))
     if baseline.created:
         out.print(f"created {baseline.created}" + (f", sha256 {source['sha256']}" if source.get("sha256") else ""))
     out.print(f"[green]✓[/] {escape(str(path))} is a valid baseline ({len(baseline.schema)} features)")

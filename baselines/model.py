@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BASELINE_FORMAT",
+    "PERCENTILE_PROBABILITIES",
     "Baseline",
     "BaselineError",
     "BooleanStats",
@@ -67,6 +68,12 @@ __all__ = [
 BASELINE_FORMAT = "driftline.baseline/1"
 
 FeatureType = Literal["numeric", "categorical", "boolean", "text"]
+
+#: The probabilities of :attr:`NumericStats.percentiles`: 0, 0.001, 0.002, 0.005, 0.01 ... 0.99 (every
+#: percentile), 0.995, 0.998, 0.999, 1 — refined in the tails, where a straight line from the 1st
+#: percentile to the minimum would misplace the outer 1% (~0.015 std of Wasserstein distance on a normal).
+PERCENTILE_PROBABILITIES: tuple[float, ...] = (
+    0.0, 0.001, 0.002, 0.005, *(i / 100 for i in range(1, 100)), 0.995, 0.998, 0.999, 1.0)
 FEATURE_TYPES: tuple[str, ...] = ("numeric", "categorical", "boolean", "text")
 
 
@@ -189,6 +196,13 @@ class NumericStats:
     the probability as text (``"0.5"``) to the value. ``sample`` is a uniform
     random sample of the values (at most a few thousand, fixed seed) for the
     two-sample tests (KS, Wasserstein), which need values, not bins.
+    ``percentiles`` holds the values at :data:`PERCENTILE_PROBABILITIES` (the
+    minimum, every percentile with the tails refined to 0.1%, the maximum;
+    KLL sketch quantiles): when present, the window
+    comparisons take the reference distribution from them instead of from the
+    sample, free of the sample's own noise (a 2,000-value sample alone moves
+    the normalized Wasserstein distance by ~0.04 and KS p-values by orders of
+    magnitude).
     """
 
     count: int
@@ -200,6 +214,7 @@ class NumericStats:
     quantiles: Mapping[str, float]
     histogram: Histogram
     sample: Sequence[float]
+    percentiles: Sequence[float] = ()
     type: Literal["numeric"] = "numeric"
 
     @property

@@ -71,6 +71,7 @@ import numpy as np
 from datasketches import frequent_items_error_type, frequent_strings_sketch, kll_doubles_sketch
 
 from .model import (
+    PERCENTILE_PROBABILITIES,
     BaselineError,
     BooleanStats,
     CategoricalStats,
@@ -400,6 +401,14 @@ class NumericSummary:
             return {}
         values = self._sketch.get_quantiles(probabilities, inclusive=True)
         return {str(p): float(v) for p, v in zip(probabilities, values)}
+
+    def percentiles(self) -> list[float]:
+        """The values at :data:`~driftline.baselines.model.PERCENTILE_PROBABILITIES`: minimum, sketch
+        quantiles, maximum (empty without values)."""
+        if not self.count:
+            return []
+        inner = self._sketch.get_quantiles(list(PERCENTILE_PROBABILITIES[1:-1]), inclusive=True)
+        return [float(self.min), *(float(v) for v in inner), float(self.max)]
 
     @property
     def sample(self) -> list[float]:
@@ -1059,7 +1068,7 @@ class ColumnProfile:
             missing = self.rows - s.count
             stats: FeatureStats = NumericStats(count=s.count, missing=missing, mean=s.mean, std=s.std, min=s.min,
                                                max=s.max, quantiles=s.quantiles(), histogram=histogram,
-                                               sample=list(s.sample))
+                                               sample=list(s.sample), percentiles=s.percentiles())
             low, high = widened_range(s.min, s.max, o.range_margin)
             schema = FeatureSchema(self.name, "numeric", required=missing == 0, min=low, max=high, integral=s.integral)
         elif kind == "boolean":

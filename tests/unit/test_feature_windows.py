@@ -499,3 +499,51 @@ def test_serving_window_counts_absent_and_mistyped_features_as_missing() -> None
                    "prediction": {"label": "legit"}})
     assert window.features["amount"].missing == 1 and window.features["age"].count == 1
     assert window.features["channel"].missing == 1 and window.features["is_new"].missing == 1
+
+
+from driftline.baselines.model import PERCENTILE_PROBABILITIES  # noqa: E402
+
+
+def _stats_with_percentiles(values, sample):
+    from driftline.baselines.model import Histogram as _Histogram, NumericStats as _NumericStats
+
+    edges = np.linspace(values.min(), values.max(), 21)
+    counts, _ = np.histogram(values, edges)
+    return _NumericStats(count=values.size, missing=0, mean=float(values.mean()), std=float(values.std()),
+                         min=float(values.min()), max=float(values.max()), quantiles={},
+                         histogram=_Histogram(edges.tolist(), counts.tolist()), sample=list(sample),
+                         percentiles=np.quantile(values, PERCENTILE_PROBABILITIES).tolist())
+
+
+def test_the_reference_comes_from_the_percentiles_not_from_an_unlucky_sample():
+    from driftline.streams.feature_windows import NumericWindow as _NumericWindow, compare_stats as _compare_stats
+
+    rng = np.random.default_rng(1)
+    training = rng.normal(0.0, 1.0, 50_000)
+    unlucky = rng.normal(-0.1, 1.0, 2_000)  # a sample 0.1σ off: the old reference
+    stats = _stats_with_percentiles(training, unlucky)
+    drifted = 0
+    for seed in range(30):
+        window = _NumericWindow(stats.histogram.edges)
+        for x in np.random.default_rng(100 + seed).normal(0.0, 1.0, 1_200):
+            window.update(float(x))
+        drifted += any(f.drifted for f in _compare_stats(window, stats, "x"))
+    assert drifted <= 1  # ~alpha of 30 stable windows
+    shifted = _NumericWindow(stats.histogram.edges)
+    for x in np.random.default_rng(7).normal(0.3, 1.0, 1_200):
+        shifted.update(float(x))
+    found = {f.metric for f in _compare_stats(shifted, stats, "x") if f.drifted}
+    assert "wasserstein" in found
+
+
+def test_the_percentile_reference_matches_the_training_distribution():
+    from driftline.streams.feature_windows import reference_values
+
+    from scipy.stats import ks_2samp, wasserstein_distance
+
+    rng = np.random.default_rng(3)
+    # within 0.5% of a std, symmetric or long-tailed (the thresholds are at 10%)
+    for training, bound in ((rng.normal(5.0, 2.0, 100_000), 0.005), (rng.gamma(2.0, 2.0, 100_000), 0.005)):
+        reference = reference_values(_stats_with_percentiles(training, training[:10]))
+        assert wasserstein_distance(training, reference) / training.std() < bound
+        assert ks_2samp(training, reference).statistic < 0.01

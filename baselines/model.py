@@ -214,7 +214,7 @@ class NumericStats:
     quantiles: Mapping[str, float]
     histogram: Histogram
     sample: Sequence[float]
-    percentiles: Sequence[float] = ()
+    percentiles: Sequence[float] = field(default_factory=list)
     type: Literal["numeric"] = "numeric"
 
     @property

@@ -200,3 +200,25 @@ def test_a_bank_without_a_baseline_still_measures_and_keeps_records_for_later():
 def test_records_survive_the_observation_batch_json():
     batch = _batches(seed=1, n_batches=1, per_batch=3)[0]
     assert ObservationBatch.from_json(batch.to_json()) == batch
+
+
+def test_a_fairness_gap_above_its_threshold_raises_a_quality_event_when_the_window_closes():
+    settings = WindowSettings(size_ms=MINUTE, lateness_ms=0,
+                              metrics=MetricsConfig(positive_label="fraud", sensitive_attribute="region", min_group_size=30))
+    windows = WindowSet(KEY, settings)
+    # region eu: 40 legit requests, 4 predicted fraud (FPR 0.1); region us: 40 legit, 16 predicted fraud (FPR 0.4)
+    for region, false_positives in (("eu", 4), ("us", 16)):
+        for i in range(40):
+            predicted = "fraud" if i < false_positives else "legit"
+            doc = {"prediction": {"label": predicted, "score": 0.9}, "labels": {"region": region},
+                   "features": {"categorical": {}}, "feedback": {"labels": ["legit"], "delay_ms": 10},
+                   "outcome": {"correct": predicted == "legit", "error": float(predicted != "legit")}}
+            windows.add(PREDICTION, prediction_record(doc, []), 1_000 + i)
+            windows.add(OUTCOME, outcome_record(doc), 2_000 + i)
+    closed = windows.close(10 * MINUTE)
+    gaps = {e.stream: e for e in closed.drift if e.detector == "fairness"}
+    assert set(gaps) == {"fairness.fpr_gap", "fairness.accuracy_gap"}
+    assert gaps["fairness.fpr_gap"].statistic == pytest.approx(0.3)
+    assert gaps["fairness.fpr_gap"].parameters["high_group"] == "us"
+    fairness = closed.documents[0][1]["fairness"]
+    assert {g["value"]: g["fpr"] for g in fairness["groups"]} == {"eu": pytest.approx(0.1), "us": pytest.approx(0.4)}

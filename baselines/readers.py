@@ -278,8 +278,22 @@ class TrainingFile:
 
     # -- JSON lines ---------------------------------------------------------------
 
-    def _jsonl_chunks(self, buffered: io.BufferedReader, tap: _Tap, rows: int) -> Iterator[Chunk]:
+    def _chunked(self, records: Iterator[dict[str, Any]], tap: _Tap, rows: int) -> Iterator[Chunk]:
+        """Chunks of ``rows`` dict rows (the last one shorter), noting the bytes read at each."""
         start, batch = 0, []
+        for record in records:
+            batch.append(record)
+            if len(batch) == rows:
+                self.bytes_read = tap.count
+                yield _dict_chunk(start, batch)
+                start, batch = start + len(batch), []
+        if batch:
+            yield _dict_chunk(start, batch)
+
+    def _jsonl_chunks(self, buffered: io.BufferedReader, tap: _Tap, rows: int) -> Iterator[Chunk]:
+        return self._chunked(self._jsonl_rows(buffered), tap, rows)
+
+    def _jsonl_rows(self, buffered: io.BufferedReader) -> Iterator[dict[str, Any]]:
         for line_number, line in enumerate(self._lines(buffered), 1):
             if not line.strip():
                 continue
@@ -292,13 +306,7 @@ class TrainingFile:
                 raise self._error(f"line {line_number}", f"not valid JSON ({exc.msg}, column {exc.colno})") from None
             if not isinstance(row, dict):
                 raise self._error(f"line {line_number}", f"a JSON line must be an object, not {type(row).__name__}")
-            batch.append(row)
-            if len(batch) == rows:
-                self.bytes_read = tap.count
-                yield _dict_chunk(start, batch)
-                start, batch = start + len(batch), []
-        if batch:
-            yield _dict_chunk(start, batch)
+            yield row
 
     # -- Avro ---------------------------------------------------------------------
 
@@ -312,24 +320,22 @@ class TrainingFile:
         schema = reader.writer_schema
         if isinstance(schema, dict) and schema.get("type") == "record":
             self.columns = [f["name"] for f in schema.get("fields", [])]
-        start, batch = 0, []
+        return self._chunked(self._avro_rows(reader), tap, rows)
+
+    def _avro_rows(self, reader: Any) -> Iterator[dict[str, Any]]:
         records = iter(reader)
+        row = 0
         while True:
+            row += 1
             try:
                 record = next(records)
             except StopIteration:
-                break
+                return
             except Exception as exc:  # noqa: BLE001
-                raise self._error(f"row {start + len(batch) + 1}", f"cannot decode the Avro record ({exc})") from None
+                raise self._error(f"row {row}", f"cannot decode the Avro record ({exc})") from None
             if not isinstance(record, dict):
-                raise self._error(f"row {start + len(batch) + 1}", "the Avro schema must be a record")
-            batch.append(record)
-            if len(batch) == rows:
-                self.bytes_read = tap.count
-                yield _dict_chunk(start, batch)
-                start, batch = start + len(batch), []
-        if batch:
-            yield _dict_chunk(start, batch)
+                raise self._error(f"row {row}", "the Avro schema must be a record")
+            yield record
 
     # -- Parquet ------------------------------------------------------------------
 

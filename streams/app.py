@@ -604,12 +604,8 @@ def create_app(settings: Settings) -> faust.App:
         await pipeline.start_catalog()
         await pipeline.start_sink()
         async for events in take_batches(stream, batch, within):
-            full = len(events) >= batch
-            pipeline.clock.begin("ingest", full)
-            try:
+            with pipeline.clock.batch("ingest", full=len(events) >= batch):
                 await pipeline.ingest(events)
-            finally:
-                pipeline.clock.end("ingest", full)
 
     @app.agent(pipeline.observations_topic, name="driftline.streams.app.detect", supervisor_strategy=CrashingSupervisor)
     async def detect(stream: faust.StreamT) -> None:
@@ -617,12 +613,8 @@ def create_app(settings: Settings) -> faust.App:
         await pipeline.start_sink()
         await pipeline.start_webhook()
         async for events in take_batches(stream, batch, within):
-            full = len(events) >= batch
-            pipeline.clock.begin("detect", full)
-            try:
+            with pipeline.clock.batch("detect", full=len(events) >= batch):
                 await pipeline.detect(events)
-            finally:
-                pipeline.clock.end("detect", full)
 
     @app.timer(interval=max(1.0, settings.detect_idle_s / 3))
     async def release_idle() -> None:

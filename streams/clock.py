@@ -35,7 +35,8 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 __all__ = ["BacklogClock"]
 
@@ -78,6 +79,15 @@ class BacklogClock:
         if full:
             self._in_flight[stage] -= 1
             self._last_full[stage] = self.wall()
+
+    @contextmanager
+    def batch(self, stage: str, full: bool) -> Iterator[None]:
+        """``begin`` and ``end`` around the processing of one batch (``end`` also when it raises)."""
+        self.begin(stage, full)
+        try:
+            yield
+        finally:
+            self.end(stage, full)
 
     def backlogged(self) -> bool:
         """Whether some stage is, or just was, working through a backlog."""

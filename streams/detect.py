@@ -229,21 +229,13 @@ class DetectorBank:
         # one record's values all travel in one batch: compare with what was received before it
         before = dict(self.received)
         for index, (stream, value, event_ms, topic, offset) in enumerate(batch.observations):
-            source = f"{topic}:{partition}"
-            if offset <= before.get(source, -1):
-                self.replayed += 1
+            if not self._fresh(topic, partition, offset, before):
                 continue
-            if offset > self.received.get(source, -1):
-                self.received[source] = offset
             heapq.heappush(self.pending[clock_of(stream)], (event_ms, partition, topic, offset, index, stream, value))
         windows = getattr(self, "windows", None)
         for kind, record, event_ms, topic, offset in batch.records:
-            source = f"{topic}:{partition}"
-            if offset <= before.get(source, -1):
-                self.replayed += 1
+            if not self._fresh(topic, partition, offset, before):
                 continue
-            if offset > self.received.get(source, -1):
-                self.received[source] = offset
             if windows is not None:
                 windows.add(kind, record, event_ms, baseline)
         for clock, mark in batch.marks.items():
@@ -251,6 +243,16 @@ class DetectorBank:
             marks[partition] = max(mark, marks.get(partition, mark))
         self.heard_ms[partition] = max(now_ms, self.heard_ms.get(partition, now_ms))
         return self.release(now_ms, baseline)
+
+    def _fresh(self, topic: str, partition: int, offset: int, before: Mapping[str, int]) -> bool:
+        """Whether a value or record from this source offset is new (not received before this batch); notes it."""
+        source = f"{topic}:{partition}"
+        if offset <= before.get(source, -1):
+            self.replayed += 1
+            return False
+        if offset > self.received.get(source, -1):
+            self.received[source] = offset
+        return True
 
     def watermark(self, clock: str, now_ms: int) -> float:
         """Values on ``clock`` older than this are in order and can be released."""

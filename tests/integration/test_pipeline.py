@@ -183,10 +183,9 @@ def _epoch_ms(iso: str) -> int:
     return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
 
 
-# Known issue, under investigation: in about 2 of 9 runs on this machine some outcome documents were
-# missing after the SIGKILL + restart (the other checks of this test passed in every run). The test runs
-# every time and reports XPASS when it passes; the failure message lists the missing request ids.
-@pytest.mark.xfail(strict=False, reason="intermittent: some outcomes missing after a SIGKILL restart (2 of 9 runs)")
+# The restart must not change the alarms: values are released to the detectors in event-time order, and a
+# partition counts as silent only while the worker is caught up (streams/clock.py). Before that clock, a detect
+# agent starved of fetches during the restarted worker's backlog released values early in some runs.
 def test_restart_after_sigkill_loses_nothing_duplicates_nothing_and_raises_the_same_alarms(run, settings, tmp_path):
     reference_settings, traffic, reference, _ = run
     restarted = pipeline_settings(settings)

@@ -67,6 +67,7 @@ from driftline.streams.detect import (
     ObservationBatch,
     WindowRecord,
     observation_streams,
+    split_batch,
 )
 from driftline.streams.join import LabelJoiner
 from driftline.streams.metrics import MetricsConfig
@@ -346,7 +347,8 @@ class Pipeline:
                 marks[JOIN_CLOCK] = result.watermark_ms
             for key in observations.keys() | records.keys():
                 batch = ObservationBatch(key, partition, marks, observations.get(key, []), records.get(key, []))
-                deliveries.append(await self.observations_topic.send(key=key.encode().encode(), value=batch.to_json()))
+                for part in split_batch(batch):  # each message well below Kafka's size limit
+                    deliveries.append(await self.observations_topic.send(key=key.encode().encode(), value=part.to_json()))
 
         t1 = time.perf_counter()
         # the partitions' bulk requests go out together: Elasticsearch indexes them in parallel

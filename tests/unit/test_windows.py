@@ -222,3 +222,63 @@ def test_a_fairness_gap_above_its_threshold_raises_a_quality_event_when_the_wind
     assert gaps["fairness.fpr_gap"].parameters["high_group"] == "us"
     fairness = closed.documents[0][1]["fairness"]
     assert {g["value"]: g["fpr"] for g in fairness["groups"]} == {"eu": pytest.approx(0.1), "us": pytest.approx(0.4)}
+
+
+def test_a_bank_above_the_state_limit_drops_window_samples_not_the_worker(monkeypatch, caplog):
+    import driftline.streams.detect as detect
+
+    baseline = training_baseline()
+    bank = DetectorBank(KEY, partitions=1, windows=WindowSet(KEY, SETTINGS))
+    for batch in _batches(seed=2, n_batches=13, per_batch=100):  # two windows closed, one open
+        bank.apply(batch, now_ms=0, baseline=baseline)
+    assert bank.windows.previous is not None and any(w.serving for w in bank.windows.open.values())
+    full = len(bank.dumps())
+    monkeypatch.setattr(detect, "MAX_STATE_BYTES", full // 4)
+    with caplog.at_level("ERROR"):
+        text = bank.dumps()
+    restored = DetectorBank.loads(text)
+    assert restored.windows.previous is None
+    assert all(w.serving is None and w._serving_state is None for w in restored.windows.open.values())
+    assert sum(w.metrics.count for w in restored.windows.open.values()) > 0  # the metrics stay
+    assert "dropping" in caplog.text
+
+
+def test_a_bank_checkpoint_is_compressed_and_older_uncompressed_ones_still_load():
+    import base64
+    import pickle
+
+    bank = DetectorBank(KEY, partitions=1, windows=WindowSet(KEY, SETTINGS))
+    for batch in _batches(seed=2, n_batches=3, per_batch=100):
+        bank.apply(batch, now_ms=0, baseline=training_baseline())
+    old = base64.b64encode(pickle.dumps(bank)).decode()
+    assert len(bank.dumps()) < len(old) / 1.5
+    assert DetectorBank.loads(old).positions == DetectorBank.loads(bank.dumps()).positions
+
+
+def test_a_batch_split_into_parts_feeds_a_bank_exactly_as_the_whole_batch():
+    from driftline.streams.detect import observation_streams, split_batch
+
+    rng = np.random.default_rng(4)
+    baseline = training_baseline()
+    whole_batches = []
+    for b in range(6):
+        obs, records = [], []
+        for i in range(b * 300, (b + 1) * 300):
+            doc = serving(rng, shift=1.5 if i > 900 else 0.0)
+            t = i * 100
+            obs += [(s, v, t, "preds", i) for s, v in observation_streams(
+                None, doc["prediction"]["score"], doc["latency_ms"], doc["features"]["numeric"])]
+            records.append((PREDICTION, prediction_record(doc, []), t, "preds", i))
+        whole_batches.append(ObservationBatch(KEY, 0, {"p": (b + 1) * 300 * 100}, obs, records))
+
+    def run(batches):
+        bank = DetectorBank(KEY, partitions=1, windows=WindowSet(KEY, SETTINGS))
+        drift = [e.id for batch in batches for e in bank.apply(batch, now_ms=0, baseline=baseline)]
+        closed = {d["event"]["id"]: d["metrics"]["count"] for _, d in bank.take_documents() if d["window"]["closed"]}
+        return drift, closed, bank.positions
+
+    parts = [part for batch in whole_batches for part in split_batch(batch, max_records=70)]
+    assert len(parts) == 6 * 5 and all(len(p.to_json()) < len(whole_batches[0].to_json()) / 4 for p in parts)
+    assert run(parts) == run(whole_batches)
+    drift, closed, _ = run(whole_batches)
+    assert drift and sum(closed.values()) == 1800

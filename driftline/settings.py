@@ -111,6 +111,7 @@ class Settings(BaseSettings):
     slices: list[str] = Field(default_factory=list, description='slices with their own metrics and comparisons, JSON: ["region=eu", "amount=[100,)", "region=eu&channel=web"]')
     positive_label: str | None = Field(None, description="the positive class of binary classifiers: precision, recall, F1, ROC AUC and fairness rates are computed for it")
     sensitive_attribute: str | None = Field(None, description="slice label or categorical feature whose groups are compared for fairness (false-positive/negative rate and accuracy gaps)")
+    drift_thresholds: dict[str, dict[str, float]] = Field(default_factory=dict, description='window comparison thresholds by feature (or "prediction" / "label"), JSON: {"amount": {"wasserstein": 0.2}, "country": {"linf": 0.05}}; "*" sets the default of every feature')
     fairness_gap_threshold: float = Field(0.1, gt=0, le=1, description="largest accepted gap between groups' rates before a fairness alert")
     worker_web_port: int | None = Field(None, description="Faust's web server port; None disables it")
 

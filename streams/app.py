@@ -36,6 +36,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -73,7 +74,15 @@ from driftline.streams.join import LabelJoiner
 from driftline.streams.metrics import MetricsConfig
 from driftline.streams.skew import SkewValidator, anomaly_document
 from driftline.streams.slices import parse_slices, slices_of
-from driftline.streams.windows import OUTCOME, PREDICTION, WindowSet, WindowSettings, outcome_record, prediction_record
+from driftline.streams.windows import (
+    OUTCOME,
+    PIPELINE_THRESHOLDS,
+    PREDICTION,
+    WindowSet,
+    WindowSettings,
+    outcome_record,
+    prediction_record,
+)
 from driftline.streams.normalize import DeadLetterRecord, EventKind, NormalizedEvent, Normalizer, RawRecord
 from driftline.streams.staging import StagedStore
 from driftline.streams.tables import PartitionTable, partition_scope
@@ -532,13 +541,18 @@ def window_settings(settings: Settings) -> WindowSettings:
     Example:
         >>> window_settings(Settings(metrics_window_s=60, positive_label="fraud")).metrics.window_ms
         60000
+        >>> t = window_settings(Settings(drift_thresholds={"*": {"psi": 0.2}, "amount": {"wasserstein": 0.3}})).thresholds
+        >>> t.psi, t.for_feature("amount").wasserstein, t.for_feature("age").wasserstein
+        (0.2, 0.3, 0.1)
     """
     gap = settings.fairness_gap_threshold
     metrics = MetricsConfig(window_ms=int(settings.metrics_window_s * 1000), positive_label=settings.positive_label,
                             sensitive_attribute=settings.sensitive_attribute,
                             fairness_thresholds={"fpr_gap": gap, "fnr_gap": gap, "accuracy_gap": gap})
+    overrides = dict(settings.drift_thresholds)
+    thresholds = dataclasses.replace(PIPELINE_THRESHOLDS, **overrides.pop("*", {}), per_feature=overrides)
     return WindowSettings(size_ms=int(settings.metrics_window_s * 1000),
-                          lateness_ms=int(settings.metrics_lateness_s * 1000), metrics=metrics)
+                          lateness_ms=int(settings.metrics_lateness_s * 1000), metrics=metrics, thresholds=thresholds)
 
 
 def _with_time(event: NormalizedEvent) -> dict[str, Any]:

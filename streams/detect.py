@@ -40,6 +40,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from driftline.baselines.model import Baseline
 from driftline.streams.alerts import DriftEvent
 from driftline.streams.detectors import DetectorSpec, StreamDetector, build_detector, default_spec
@@ -123,11 +125,11 @@ class ObservationBatch:
         }
         if self.records:
             body["rec"] = self.records
-        return json.dumps(body, separators=(",", ":")).encode()
+        return orjson.dumps(body)  # ~3x faster than json both ways: this is per event on the hot path
 
     @classmethod
     def from_json(cls, data: bytes | str | Mapping[str, Any]) -> "ObservationBatch":
-        obj = data if isinstance(data, Mapping) else json.loads(data)
+        obj = data if isinstance(data, Mapping) else orjson.loads(data)
         return cls(
             ModelKey(obj["model"], obj["version"], obj.get("slice") or {}),
             int(obj["partition"]),
@@ -321,14 +323,16 @@ class DetectorBank:
         if windows is not None:
             closed = windows.close(self.watermark(PREDICTION_CLOCK, now_ms), baseline)
             self.outbox = getattr(self, "outbox", [])
-            self.outbox += closed.documents + windows.documents()
+            self.outbox += closed.documents
             events += closed.drift
         return events
 
     def take_documents(self) -> list[tuple[str, dict[str, Any]]]:
-        """The window documents produced since the last call (``(stream, document)``, id in ``event.id``)."""
+        """The window documents since the last call (``(stream, document)``, id in ``event.id``): the closed
+        windows' final ones, then the open windows changed since (built now, once per call, not per batch)."""
         out, self.outbox = getattr(self, "outbox", []), []
-        return out
+        windows = getattr(self, "windows", None)
+        return out + (windows.documents() if windows is not None else [])
 
     def _drift_event(self, stream: str, signal: Any, event_ms: int) -> DriftEvent:
         _, drift_kind = stream_kinds(stream)

@@ -263,3 +263,25 @@ def test_anomaly_counts_stay_bounded() -> None:
     for i in range(100):
         counts.update([Anomaly(f"extra{i}", AnomalyKind.UNEXPECTED_FEATURE, "1", "not in the schema")])
     assert len(counts.counts) == 6 and counts.counts[(OTHER, "unexpected_feature")] == 95
+
+
+def test_an_edited_schema_is_what_validation_honours(tmp_path):
+    """Build a baseline from a file, widen a range and add a category in its JSON, as a user would."""
+    from driftline.baselines.build import build_baseline
+
+    train = tmp_path / "train.csv"
+    rng = np.random.default_rng(0)
+    train.write_text("amount,channel\n" + "".join(f"{v:.3f},{rng.choice(['web', 'app'])}\n"
+                                                  for v in rng.uniform(0, 100, 2000)))
+    built = build_baseline(train, "shop", "1", novelty=False)
+    event = {"features": {"numeric": {"amount": 500.0}, "categorical": {"channel": "kiosk"}}}
+    assert {a.kind for a in SkewValidator(built).validate(event)} == {"out_of_range", "unknown_category"}
+
+    document = json.loads(built.dumps())
+    document["schema"]["features"]["amount"]["max"] = 1000.0
+    document["schema"]["features"]["channel"]["domain"].append("kiosk")
+    edited = Baseline.from_json(json.dumps(document))
+    assert SkewValidator(edited).validate(event) == []
+    document["schema"]["features"]["channel"]["required"] = False
+    assert SkewValidator(Baseline.from_json(json.dumps(document))).validate(
+        {"features": {"numeric": {"amount": 5.0}, "categorical": {}}}) == []

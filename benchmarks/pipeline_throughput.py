@@ -137,6 +137,9 @@ def run_worker(settings: Settings, traffic, requests: int, log_path: Path) -> tu
     first = None
     try:
         while time.perf_counter() - started < 1800:
+            if worker.poll() is not None:  # a dead worker indexes nothing more: stop, do not wait out the limit
+                tail = log_path.read_text(errors="replace").splitlines()[-20:]
+                raise SystemExit(f"the worker stopped (exit {worker.returncode}):\n" + "\n".join(tail))
             n_pred, n_out = count("predictions"), count("outcomes")
             if first is None and n_pred:
                 first = time.perf_counter()

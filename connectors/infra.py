@@ -823,6 +823,9 @@ class LocalInfrastructure:
                     env=env,
                     start_new_session=True,
                     close_fds=True,
+                    # a parent started in the background by a non-interactive shell ignores SIGINT, and children
+                    # inherit that: the server would then ignore the graceful stop and need SIGKILL
+                    preexec_fn=_default_stop_signals,
                 )
             except OSError as exc:
                 raise InfrastructureError(f"cannot run {argv[0]}: {exc}", server=server.name) from exc
@@ -956,6 +959,12 @@ class LocalInfrastructure:
         if leader is not None:
             self._children.pop(leader, None)
         return forced
+
+
+def _default_stop_signals() -> None:
+    """In a server's child process before exec: SIGINT and SIGTERM back to their default action."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @contextlib.contextmanager

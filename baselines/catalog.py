@@ -129,7 +129,10 @@ def read_baselines(settings: Settings, timeout: float = 30.0) -> dict[str, Basel
     not keep a worker from the others.
     """
     catalog = BaselineCatalog(settings)
-    catalog.refresh(timeout)
+    try:
+        catalog.refresh(timeout)
+    finally:
+        catalog.stop()  # closes the consumer
     return dict(catalog.baselines)
 
 

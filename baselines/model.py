@@ -188,8 +188,21 @@ class Histogram:
             raise BaselineError("histogram edges must be sorted")
 
 
+class _Counted:
+    """What every statistics class shares: rows with a value (``count``) and rows without (``missing``)."""
+
+    count: int
+    missing: int
+
+    @property
+    def missing_rate(self) -> float:
+        """Share of the rows without a value."""
+        total = self.count + self.missing
+        return self.missing / total if total else 0.0
+
+
 @dataclass(frozen=True)
-class NumericStats:
+class NumericStats(_Counted):
     """Reference statistics of a numeric feature (or a regression output or label).
 
     ``count`` rows had a value, ``missing`` rows had none. ``quantiles`` maps
@@ -217,14 +230,9 @@ class NumericStats:
     percentiles: Sequence[float] = field(default_factory=list)
     type: Literal["numeric"] = "numeric"
 
-    @property
-    def missing_rate(self) -> float:
-        total = self.count + self.missing
-        return self.missing / total if total else 0.0
-
 
 @dataclass(frozen=True)
-class CategoricalStats:
+class CategoricalStats(_Counted):
     """Reference frequencies of a categorical feature (or a class label): value → rows."""
 
     count: int
@@ -232,14 +240,9 @@ class CategoricalStats:
     frequencies: Mapping[str, int]
     type: Literal["categorical"] = "categorical"
 
-    @property
-    def missing_rate(self) -> float:
-        total = self.count + self.missing
-        return self.missing / total if total else 0.0
-
 
 @dataclass(frozen=True)
-class BooleanStats:
+class BooleanStats(_Counted):
     """Reference counts of a boolean feature."""
 
     count: int
@@ -247,14 +250,9 @@ class BooleanStats:
     true_count: int
     type: Literal["boolean"] = "boolean"
 
-    @property
-    def missing_rate(self) -> float:
-        total = self.count + self.missing
-        return self.missing / total if total else 0.0
-
 
 @dataclass(frozen=True)
-class TextStats:
+class TextStats(_Counted):
     """Reference vocabulary of a text feature: token → occurrences (the most
     frequent tokens, bounded), and how many tokens the training rows had."""
 
@@ -263,11 +261,6 @@ class TextStats:
     tokens: int
     vocabulary: Mapping[str, int]
     type: Literal["text"] = "text"
-
-    @property
-    def missing_rate(self) -> float:
-        total = self.count + self.missing
-        return self.missing / total if total else 0.0
 
 
 FeatureStats = Union[NumericStats, CategoricalStats, BooleanStats, TextStats]

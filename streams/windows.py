@@ -77,7 +77,7 @@ from driftline.baselines.model import Baseline
 from driftline.streams.alerts import DriftEvent
 from driftline.streams.feature_windows import DEFAULT_THRESHOLDS, DriftThresholds, ServingWindow, drift_events
 from driftline.streams.keys import ModelKey
-from driftline.streams.metrics import MetricsConfig, WindowMetrics, fairness_findings, metrics_document, metrics_id
+from driftline.streams.metrics import MetricsConfig, WindowMetrics, fairness_findings, metrics_document, window_start
 from driftline.streams.skew import Anomaly, AnomalyCounts
 
 __all__ = [
@@ -241,12 +241,9 @@ class WindowSet:
         self.late = 0
         self.touched: set[int] = set()  # windows changed since their document was last taken
 
-    def window_start(self, event_ms: int) -> int:
-        return event_ms - event_ms % self.settings.size_ms
-
     def add(self, kind: str, record: Mapping[str, Any], event_ms: int, baseline: Baseline | None = None) -> None:
         """Add one record (``PREDICTION`` or ``OUTCOME``) at its event time."""
-        start = self.window_start(event_ms)
+        start = window_start(event_ms, self.settings.size_ms)
         if start < self.closed_before:
             self.late += 1
             return

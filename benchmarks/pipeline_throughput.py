@@ -1,36 +1,56 @@
-"""End-to-end throughput of ``driftline worker``, against the bare components, in one run.
+"""End-to-end throughput and latency of ``driftline worker``, against the bare components, in one run.
 
 On the same servers (the embedded ones, started here, or those named by
-``DRIFTLINE_KAFKA_BOOTSTRAP`` / ``DRIFTLINE_ES_URL``) and the same events:
+``DRIFTLINE_KAFKA_BOOTSTRAP`` / ``DRIFTLINE_ES_URL``) and the same events of
+the simulated fraud model (each request is one prediction and one feedback
+event), it measures:
 
-1. bare Kafka: ``Producer.produce()`` of the encoded events, then a batch
+The limits, first:
+
+1. bare Kafka: ``Producer.produce()`` of the encoded predictions, then a batch
    ``Consumer.consume()`` of all of them (msgs/s);
-2. bare Elasticsearch: ``helpers.bulk`` of the canonical prediction documents
-   the pipeline would index (docs/s);
-3. the pipeline: predictions and feedback are logged first, then a worker is
-   started and timed until every prediction and outcome is indexed
-   (input events/s and documents/s), with the worker's own per-phase timings —
-   on fresh topics and indices each time: with the windows off (online
-   detectors only, ``DRIFTLINE_WINDOWS_ENABLED=false``) and on, with a
-   training baseline published (windowed metrics, baseline comparisons,
-   schema-skew checks). The local Elasticsearch-API server slows down as it
-   holds more documents, so by default the windows-off run goes first and
-   last (``--order off,on,off``) and the windows-on run is compared with
-   their mean.
+2. an empty Faust agent (it only counts) on that same topic (events/s):
+   Faust's per-event ceiling (``benchmarks/empty_agent.py``);
+3. bare Elasticsearch: ``helpers.bulk`` (chunks of 1,000) of the very
+   documents the pipeline indexes, canonical predictions and joined outcomes
+   (docs/s).
 
-The pipeline indexes two documents per request (the prediction and the joined
-outcome), so the Elasticsearch floor for N requests is 2N documents at the
-bare bulk rate: the report shows the pipeline's documents/s as a share of it.
+Then the worker (a subprocess, fresh topics and indices every time), on a
+backlog logged before it starts, timed from its first indexed document until
+everything is in:
+
+4. ``indexing`` — every prediction indexed (2 documents per request): input
+   events/s, and documents/s as a share of the bare bulk rate (target (b):
+   at least 80%);
+5. ``processing`` — raw predictions not indexed
+   (``DRIFTLINE_PREDICTION_SAMPLE_RATE=0``): predictions/s through normalize →
+   join → detect with their feedback, outcomes still indexed (target (a): at
+   least 5,000 predictions/s);
+6. ``latency`` — a fresh worker fed live at half the rate run 4 sustained:
+   event-to-indexed latency p50/p99, from each record's Kafka timestamp (set
+   when the producer API sent it) to Elasticsearch's acknowledgement, as the
+   worker reports it (target (c): p99 under 2 s);
+7. ``two-workers`` — two worker processes in one consumer group over the
+   topics' partitions: total events/s; every prediction and outcome indexed
+   exactly once (ids are deterministic, so the index cannot hold a
+   duplicate: the check is that the counts are exact and the workers' joins
+   add up).
+
+The windows (metrics, baseline comparisons, skew checks) are on, as by
+default, without a baseline; ``--windows off`` turns them off.
 
 Run:
-    python benchmarks/pipeline_throughput.py               # 10,000 requests
-    python benchmarks/pipeline_throughput.py --requests 40000
+    python benchmarks/pipeline_throughput.py                      # 10,000 requests, every scenario
+    python benchmarks/pipeline_throughput.py --requests 20000 --scenarios indexing,processing
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import os
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,18 +63,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
 from elasticsearch import Elasticsearch, helpers  # noqa: E402
 
-from driftline.baselines.build import build_baseline  # noqa: E402
-from driftline.baselines.catalog import publish_baseline  # noqa: E402
+from benchmarks.empty_agent import empty_agent_rate  # noqa: E402
 from driftline.connectors.codec import make_codec  # noqa: E402
 from driftline.connectors.kafka_admin import driftline_topics, ensure_topics  # noqa: E402
 from driftline.connectors.producer import PredictionLogger  # noqa: E402
 from driftline.settings import Settings  # noqa: E402
-from driftline.simulation import SimulatedService  # noqa: E402
+from driftline.simulation import SimulatedService, Traffic  # noqa: E402
+from driftline.streams.join import LabelJoiner  # noqa: E402
 from driftline.streams.normalize import Normalizer, RawRecord  # noqa: E402
 from driftline.streams.pseudonymize import generate_key  # noqa: E402
 
+SCENARIOS = ("indexing", "processing", "latency", "two-workers")
 
-def bare_kafka(settings: Settings, values: list[bytes]) -> tuple[float, float]:
+
+# --- the limits --------------------------------------------------------------------------------
+
+def bare_kafka(settings: Settings, values: list[bytes]) -> tuple[str, float, float]:
+    """Produce then batch-consume ``values``; returns (the topic, produce msgs/s, consume msgs/s)."""
     topic = f"bench.bare.{uuid.uuid4().hex[:6]}"
     ensure_topics(settings, {topic: settings.topic_partitions})
     producer = Producer(settings.kafka_client_config() | {"linger.ms": 5})
@@ -73,92 +98,186 @@ def bare_kafka(settings: Settings, values: list[bytes]) -> tuple[float, float]:
         got += sum(1 for m in consumer.consume(10_000, 0.5) if m.error() is None)
     consume_rate = got / (time.perf_counter() - start)
     consumer.close()
-    return produce_rate, consume_rate
+    return topic, produce_rate, consume_rate
 
 
-def bare_elasticsearch(settings: Settings, documents: list[dict]) -> float:
+def indexed_documents(settings: Settings, traffic: Traffic) -> list[tuple[str, dict]]:
+    """The (stream, document) pairs the pipeline indexes for ``traffic``: predictions and joined outcomes."""
+    normalizer = Normalizer.from_settings(settings, settings.pseudonymization_key.get_secret_value())
+    now_ms = int(time.time() * 1000)
+
+    def normalized(codec_name: str, events: list[dict], topic: str) -> list:
+        values = make_codec(codec_name).encode_many(events)
+        return [normalizer.normalize(RawRecord(v, None, topic, 0, i), now_ms) for i, v in enumerate(values)]
+
+    predictions = normalized("prediction_event", traffic.predictions, settings.predictions_topic)
+    feedback = normalized("feedback_event", traffic.feedback, settings.feedback_topic)
+    joiner = LabelJoiner({}, window_ms=int(settings.label_window_s * 1000))
+    result = joiner.join_batch([{**e.document, "timestamp_ms": e.timestamp_ms} for e in predictions],
+                               [{**e.document, "timestamp_ms": e.timestamp_ms} for e in feedback])
+    outcomes = [{k: v for k, v in o.document.items() if k != "timestamp_ms"} for o in result.outcomes]
+    return [("predictions", e.document) for e in predictions] + [("outcomes", o) for o in outcomes]
+
+
+def bare_elasticsearch(settings: Settings, documents: list[tuple[str, dict]]) -> float:
+    """``helpers.bulk`` of the documents into fresh indices (docs/s)."""
     es = Elasticsearch(**settings.es_client_options(), request_timeout=120)
-    index = f"bench-bare-{uuid.uuid4().hex[:6]}"
+    tag = f"bench-bare-{uuid.uuid4().hex[:6]}"
     start = time.perf_counter()
-    helpers.bulk(es, ({"_index": index, "_id": d["request"]["id"], "_source": d} for d in documents), chunk_size=1000)
+    helpers.bulk(es, ({"_index": f"{tag}-{stream}", "_id": d["request"]["id"], "_source": d} for stream, d in documents),
+                 chunk_size=1000)
     rate = len(documents) / (time.perf_counter() - start)
-    es.indices.delete(index=index)
+    es.indices.delete(index=f"{tag}-*")
     es.close()
     return rate
 
 
-def training_file(path: Path, rows: int = 20_000) -> Path:
-    """A training CSV of the simulated model's features (no drift: another seed, drift points beyond the end)."""
-    import csv
+# --- the worker ----------------------------------------------------------------------------------
 
-    service = SimulatedService(n=rows, seed=7, feature_drift_start=rows + 1, concept_drift_at=rows + 1, malformed_count=0)
-    predictions = service.traffic().predictions
-    numeric = sorted(predictions[0]["numeric_features"])
-    categorical = sorted(predictions[0]["categorical_features"])
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow([*numeric, *categorical, "prediction"])
-        for p in predictions:
-            writer.writerow([*(p["numeric_features"][n] for n in numeric), *(p["categorical_features"][c] for c in categorical),
-                             p["prediction"][0]["label"]])
-    return path
+class Worker:
+    """``driftline worker`` as a subprocess with its log in a file; its periodic reports parsed."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.log_path = log_path
+        with log_path.open("wb") as out:
+            self.process = subprocess.Popen([sys.executable, "-m", "driftline.cli", "worker", "--loglevel", "info"],
+                                            env=os.environ | settings.to_env(), stdout=out, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+
+    def check(self) -> None:
+        if self.process.poll() is not None:  # a dead worker indexes nothing more: stop, do not wait out the limit
+            tail = self.log_path.read_text(errors="replace").splitlines()[-20:]
+            raise SystemExit(f"the worker stopped (exit {self.process.returncode}):\n" + "\n".join(tail))
+
+    def reports(self) -> list[tuple[dict, dict, dict]]:
+        """Every periodic report so far: (counts, seconds per phase, latency ms)."""
+        parsed = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if "driftline counts: " in line:
+                body = line.split("driftline counts: ", 1)[1]
+                counts, rest = body.split("; seconds: ", 1)
+                seconds, latency = rest.split("; latency ms: ", 1)
+                parsed.append((ast.literal_eval(counts), ast.literal_eval(seconds), ast.literal_eval(latency.strip())))
+        return parsed
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
 
 
-def run_worker(settings: Settings, traffic, requests: int, log_path: Path) -> tuple[float, float, str]:
-    """Log the traffic, start a worker, time it until every prediction and outcome is indexed.
+class Index:
+    """Counts of the pipeline's indices."""
 
-    Returns (seconds to the first document, seconds busy indexing, the worker's last counts report).
-    """
-    import signal
-    import subprocess
+    def __init__(self, settings: Settings) -> None:
+        self.es = Elasticsearch(**settings.es_client_options())
+        self.prefix = settings.es_index_prefix
 
-    tag = settings.es_index_prefix
-    ensure_topics(settings, driftline_topics(settings))
-    with PredictionLogger(settings, max_buffer=3 * requests) as log:
-        for p in traffic.predictions:
-            log.log_prediction(p)
-        for f in traffic.feedback:
-            log.log_feedback(f)
-        log.flush(120)
-    with log_path.open("wb") as out:
-        worker = subprocess.Popen([sys.executable, "-m", "driftline.cli", "worker", "--loglevel", "info"],
-                                  env=os.environ | settings.to_env(), stdout=out, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
-    es = Elasticsearch(**settings.es_client_options())
-
-    def count(stream: str) -> int:
+    def count(self, stream: str) -> int:
         try:
-            es.indices.refresh(index=f"{tag}-{stream}-*")
-            return int(es.count(index=f"{tag}-{stream}-*")["count"])
+            self.es.indices.refresh(index=f"{self.prefix}-{stream}-*")
+            return int(self.es.count(index=f"{self.prefix}-{stream}-*")["count"])
         except Exception:  # noqa: BLE001 - no index yet
             return 0
 
+    def close(self) -> None:
+        self.es.close()
+
+
+def log_traffic(settings: Settings, traffic: Traffic) -> None:
+    with PredictionLogger(settings, max_buffer=3 * len(traffic.predictions)) as log:
+        for prediction, feedback in zip(traffic.predictions, traffic.feedback):
+            log.log_prediction(prediction)
+            log.log_feedback(feedback)
+        log.flush(300)
+
+
+def wait_indexed(workers: list[Worker], index: Index, expected: dict[str, int], limit_s: float = 1800) -> tuple[float, float]:
+    """Poll until every stream holds its expected count; returns (seconds to the first document, seconds busy)."""
     started = time.perf_counter()
     first = None
+    while time.perf_counter() - started < limit_s:
+        for worker in workers:
+            worker.check()
+        counts = {stream: index.count(stream) for stream in expected}
+        if first is None and any(counts.values()):
+            first = time.perf_counter()
+        print(f"  {time.perf_counter() - started:6.1f} s: " + ", ".join(f"{s} {n:,}" for s, n in counts.items()),
+              flush=True)
+        if all(counts[s] >= n for s, n in expected.items()):
+            finished = time.perf_counter()
+            return (first or finished) - started, finished - (first or started)
+        time.sleep(1.0)
+    raise SystemExit(f"not everything was indexed within {limit_s:.0f} s")
+
+
+def backlog_run(settings: Settings, traffic: Traffic, folder: Path, name: str, workers: int = 1,
+                expected: dict[str, int] | None = None) -> dict:
+    """Log the traffic, start the worker(s), time them until everything expected is indexed."""
+    n = len(traffic.predictions)
+    expected = expected or {"predictions": n, "outcomes": n}
+    ensure_topics(settings, driftline_topics(settings))
+    log_traffic(settings, traffic)
+    procs = [Worker(settings, folder / f"{name}-{i}.log") for i in range(workers)]
+    index = Index(settings)
     try:
-        while time.perf_counter() - started < 1800:
-            if worker.poll() is not None:  # a dead worker indexes nothing more: stop, do not wait out the limit
-                tail = log_path.read_text(errors="replace").splitlines()[-20:]
-                raise SystemExit(f"the worker stopped (exit {worker.returncode}):\n" + "\n".join(tail))
-            n_pred, n_out = count("predictions"), count("outcomes")
-            if first is None and n_pred:
-                first = time.perf_counter()
-            print(f"  {time.perf_counter() - started:6.1f} s: predictions {n_pred:,}, outcomes {n_out:,}", flush=True)
-            if n_pred >= requests and n_out >= requests:
-                break
-            time.sleep(2.0)
-        finished = time.perf_counter()
+        startup, busy = wait_indexed(procs, index, expected)
+        counts = {stream: index.count(stream) for stream in ("predictions", "outcomes")}
+        time.sleep(11)  # one more periodic report (every 10 s) with the final counts
+        reports = [w.reports()[-1] if w.reports() else ({}, {}, {}) for w in procs]
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(30)
-        es.close()
-    counts = [line for line in log_path.read_text(errors="replace").splitlines() if "driftline counts" in line]
-    return (first or finished) - started, finished - (first or started), counts[-1].split("driftline counts: ", 1)[-1] if counts else ""
+        for w in procs:
+            w.stop()
+        index.close()
+    return {"startup_s": startup, "busy_s": busy, "events_per_s": 2 * n / busy, "counts": counts, "reports": reports}
+
+
+def latency_run(settings: Settings, service: SimulatedService, rate: float, seconds: float, folder: Path) -> dict:
+    """A worker fed live at ``rate`` requests/s (a prediction and its feedback each) for ``seconds``."""
+    ensure_topics(settings, driftline_topics(settings))
+    worker = Worker(settings, folder / "latency.log")
+    index = Index(settings)
+    traffic = service.traffic()
+    try:
+        # warm up: the worker joins its groups and installs its templates before the clock starts
+        warm = 20
+        log_traffic(settings, Traffic(traffic.predictions[:warm], traffic.feedback[:warm]))
+        wait_indexed([worker], index, {"predictions": warm, "outcomes": warm}, limit_s=120)
+        total = min(len(traffic.predictions) - warm, int(rate * seconds))
+        print(f"  feeding {total:,} requests at {rate:,.0f} requests/s ({2 * rate:,.0f} events/s) ...", flush=True)
+        with PredictionLogger(settings, max_buffer=4 * total) as log:
+            start = time.perf_counter()
+            for k in range(total):
+                i = warm + k
+                due = start + k / rate
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                log.log_prediction(traffic.predictions[i])
+                log.log_feedback(traffic.feedback[i])
+                if k and k % int(rate * 5) == 0:
+                    worker.check()
+                    print(f"  {time.perf_counter() - start:5.1f} s: {k:,} requests sent", flush=True)
+            fed_s = time.perf_counter() - start
+            log.flush(120)
+        wait_indexed([worker], index, {"predictions": warm + total, "outcomes": warm + total}, limit_s=600)
+        reports_before = len(worker.reports())
+        deadline = time.perf_counter() + 30
+        while len(worker.reports()) <= reports_before and time.perf_counter() < deadline:
+            time.sleep(0.5)
+        latency = worker.reports()[-1][2]
+    finally:
+        worker.stop()
+        index.close()
+    return {"requests": total, "achieved_rate": total / fed_s, "latency": latency}
 
 
 def _stop_on_signals() -> None:
     """SIGTERM/SIGINT exit through the ExitStack, so the embedded servers are stopped, not left running."""
-    import signal
 
     def stop(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)
@@ -169,10 +288,17 @@ def _stop_on_signals() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=10_000)
-    parser.add_argument("--order", default="off,on,off", help="the worker runs, in order: off (windows off), on")
+    parser.add_argument("--requests", type=int, default=10_000, help="requests (prediction + feedback) per backlog run")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"any of {', '.join(SCENARIOS)}")
+    parser.add_argument("--windows", choices=("on", "off"), default="on", help="windowed metrics and comparisons")
+    parser.add_argument("--latency-seconds", type=float, default=30.0, help="how long the live feed of the latency run lasts")
     args = parser.parse_args(argv)
+    scenarios = [s for s in args.scenarios.split(",") if s]
+    unknown = set(scenarios) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     _stop_on_signals()
+    results: dict[str, dict] = {}
 
     with ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="driftline-bench-")))
@@ -192,62 +318,73 @@ def main(argv: list[str] | None = None) -> int:
                 predictions_topic=f"{tag}.predictions", feedback_topic=f"{tag}.feedback",
                 deadletter_topic=f"{tag}.deadletter", alerts_topic=f"{tag}.alerts", baselines_topic=f"{tag}.baselines",
                 es_index_prefix=tag, pseudonymization_key=generate_key(), worker_dir=folder / "worker" / tag,
-                detect_idle_s=5.0, **overrides,
+                detect_idle_s=5.0, windows_enabled=args.windows == "on", **overrides,
             )
 
         settings = bench_settings()
         service = SimulatedService(n=args.requests, malformed_count=0)
         traffic = service.traffic()
-        codec = make_codec("prediction_event")
-        values = codec.encode_many(traffic.predictions)
-        normalizer = Normalizer.from_settings(settings)
-        now_ms = int(time.time() * 1000)
-        documents = [normalizer.normalize(RawRecord(v, None, settings.predictions_topic, 0, i), now_ms).document
-                     for i, v in enumerate(values)]
-        print(f"{args.requests:,} requests: {sum(map(len, values)) / len(values):.0f} B of Avro each", flush=True)
+        values = make_codec("prediction_event").encode_many(traffic.predictions)
+        documents = indexed_documents(settings, traffic)
+        print(f"{args.requests:,} requests: {sum(map(len, values)) / len(values):.0f} B of Avro per prediction; "
+              f"{len(documents):,} documents to index", flush=True)
 
         print("[1] bare Kafka produce + consume ...", flush=True)
-        produce_rate, consume_rate = bare_kafka(settings, values)
-        print("[2] bare Elasticsearch helpers.bulk ...", flush=True)
+        bare_topic, produce_rate, consume_rate = bare_kafka(settings, values)
+        print("[2] an empty Faust agent on the same topic ...", flush=True)
+        agent_rate = empty_agent_rate(bootstrap, bare_topic, settings.topic_partitions, len(values))
+        print("[3] bare Elasticsearch helpers.bulk of the same documents ...", flush=True)
         bulk_rate = bare_elasticsearch(settings, documents)
 
-        # noida-db slows down as it holds more documents, so the order of the runs matters: by default the
-        # windows-off run goes both first and last, and the report compares the windows-on run with their mean
-        off_runs: list[tuple[float, float, str]] = []
-        on_run: tuple[float, float, str] | None = None
-        baseline = None
-        for step, phase in enumerate(args.order.split(","), start=3):
-            if phase == "off":
-                print(f"[{step}] driftline worker, windows off ...", flush=True)
-                off_runs.append(run_worker(bench_settings(windows_enabled=False), traffic, args.requests,
-                                           folder / f"worker-off-{step}.log"))
+        for step, scenario in enumerate(scenarios, start=4):
+            print(f"[{step}] {scenario} ...", flush=True)
+            if scenario == "indexing":
+                results[scenario] = backlog_run(bench_settings(), traffic, folder, scenario)
+            elif scenario == "processing":
+                n = args.requests
+                results[scenario] = backlog_run(bench_settings(prediction_sample_rate=0.0), traffic, folder, scenario,
+                                                expected={"outcomes": n})
+            elif scenario == "two-workers":
+                results[scenario] = backlog_run(bench_settings(), traffic, folder, scenario, workers=2)
             else:
-                print(f"[{step}] driftline worker, windows on, with a training baseline ...", flush=True)
-                on = bench_settings(slices=["region=eu"], positive_label="fraud", sensitive_attribute="region")
-                baseline = baseline or build_baseline(training_file(folder / "train.csv"), service.model_name,
-                                                      service.model_version, prediction_column="prediction")
-                publish_baseline(on, baseline)
-                on_run = run_worker(on, traffic, args.requests, folder / f"worker-on-{step}.log")
+                sustained = results.get("indexing", {}).get("events_per_s") or bulk_rate
+                rate = sustained / 2 / 2  # half the sustained events/s; two events per request
+                live = SimulatedService(n=int(rate * args.latency_seconds) + 100, seed=43, malformed_count=0)
+                results[scenario] = latency_run(bench_settings(), live, rate, args.latency_seconds, folder)
 
-    events = 2 * args.requests
-    assert on_run is not None and off_runs, "--order needs at least one 'on' and one 'off'"
-    rates_off = [events / busy for _, busy, _ in off_runs]
-    rate_off = sum(rates_off) / len(rates_off)
-    rate_on = events / on_run[1]
+    n = args.requests
     print("\n| figure | value |")
     print("| --- | --- |")
     print(f"| bare Kafka produce | {produce_rate:,.0f} msgs/s |")
-    print(f"| bare Kafka consume | {consume_rate:,.0f} msgs/s |")
-    print(f"| bare Elasticsearch bulk (canonical predictions) | {bulk_rate:,.0f} docs/s |")
-    print(f"| worker start-up (group join, templates) until the first document | {off_runs[0][0]:.1f} s |")
-    print(f"| pipeline, windows off: input events (= documents indexed) | {rate_off:,.0f} events/s "
-          f"= {rate_off / bulk_rate:.0%} of bare bulk (runs: {', '.join(f'{r:,.0f}' for r in rates_off)}) |")
-    print(f"| pipeline, windows on (metrics, baseline comparisons, skew; slice region=eu) | {rate_on:,.0f} events/s "
-          f"= {rate_on / bulk_rate:.0%} of bare bulk |")
-    print(f"| windows on / off | {rate_on / rate_off:.0%} (target: at least 67%) |")
-    for (_, _, report), n in zip(off_runs, range(len(off_runs))):
-        print(f"\nworker's last report, windows off (run {n + 1}): {report}")
-    print(f"worker's last report, windows on: {on_run[2]}")
+    print(f"| bare Kafka batch consume | {consume_rate:,.0f} msgs/s |")
+    print(f"| empty Faust agent, same topic | {agent_rate:,.0f} events/s |")
+    print(f"| bare Elasticsearch helpers.bulk (predictions + outcomes) | {bulk_rate:,.0f} docs/s |")
+    if "indexing" in results:
+        r = results["indexing"]
+        print(f"| worker start-up (group joins, templates) until the first document | {r['startup_s']:.1f} s |")
+        print(f"| (b) every prediction indexed: input events/s = documents/s | {r['events_per_s']:,.0f} "
+              f"= {r['events_per_s'] / bulk_rate:.0%} of bare bulk (target: at least 80%) |")
+    if "processing" in results:
+        r = results["processing"]
+        print(f"| (a) raw predictions not indexed: predictions/s with their feedback | {r['events_per_s'] / 2:,.0f} "
+              f"({r['events_per_s']:,.0f} events/s; {r['events_per_s'] / agent_rate:.1f}x the empty Faust agent; "
+              f"target: at least 5,000 predictions/s) |")
+    if "latency" in results:
+        r = results["latency"]
+        lat = r["latency"]
+        print(f"| (c) event-to-indexed latency at {2 * r['achieved_rate']:,.0f} events/s (half of (b)) | "
+              f"p50 {lat.get('p50', float('nan')):,.0f} ms, p99 {lat.get('p99', float('nan')):,.0f} ms "
+              f"(target: p99 under 2,000 ms) |")
+    if "two-workers" in results:
+        r = results["two-workers"]
+        joined = sum(report[0].get("joined", 0) for report in r["reports"])
+        exact = r["counts"] == {"predictions": n, "outcomes": n}
+        print(f"| two workers, one group, {settings.topic_partitions} partitions | {r['events_per_s']:,.0f} events/s; "
+              f"indexed {r['counts']['predictions']:,} predictions and {r['counts']['outcomes']:,} outcomes of {n:,} "
+              f"({'exact' if exact else 'NOT EXACT'}); joins reported by the workers: {joined:,} |")
+    for name, r in results.items():
+        for i, (counts, seconds, latency) in enumerate(r.get("reports", [])):
+            print(f"\n{name}, worker {i}: counts {counts}\n  seconds {seconds}\n  latency ms {latency}")
     return 0
 
 

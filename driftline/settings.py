@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     worker_dir: Path = Field(Path(".driftline/worker"), description="the worker's local data: table stores (RocksDB) and offsets")
     batch_size: int = Field(1000, ge=1, description="records per batch through each stage")
     batch_within_s: float = Field(0.5, gt=0, description="seconds a stage waits for a batch to fill")
+    intake_within_s: float = Field(0.1, gt=0, description="seconds the intake's batch consumer waits for batch_size records before it forwards what it has")
     label_window_s: float = Field(7 * 86400, gt=0, description="how long, in event time, a prediction waits for its label (and a label for its prediction)")
     prediction_sample_rate: float = Field(1.0, ge=0, le=1, description="share of raw predictions indexed into Elasticsearch (joined outcomes, drift and alerts are always indexed)")
     model_sample_rates: dict[str, float] = Field(default_factory=dict, description='per-model overrides of prediction_sample_rate, JSON: {"fraud-detector": 0.1}')

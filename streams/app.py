@@ -43,16 +43,17 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import faust
+from datasketches import kll_floats_sketch
 from faust.types import EventT
 from mode import CrashingSupervisor
 
 from driftline.baselines.catalog import BaselineCatalog
 from driftline.baselines.model import Baseline
-from driftline.connectors.codec import make_codec
+from driftline.connectors.codec import DecodeError, make_codec
 from driftline.connectors.elasticsearch import ElasticsearchSink, SinkBackpressure, SinkError
 from driftline.connectors.webhook import WebhookNotifier
 from driftline.settings import Settings
@@ -70,6 +71,7 @@ from driftline.streams.detect import (
     observation_streams,
     split_batch,
 )
+from driftline.streams.intake import CycleResult, IntakeBatch, IntakeService, intake_topic
 from driftline.streams.join import LabelJoiner
 from driftline.streams.metrics import MetricsConfig
 from driftline.streams.skew import SkewValidator, anomaly_document
@@ -141,10 +143,9 @@ class Pipeline:
         self.app = app
         self.settings = settings
         partitions = settings.topic_partitions
-        # one channel over both input topics: they are co-partitioned by request id
-        self.input_topic = app.topic(settings.predictions_topic, settings.feedback_topic, key_type=bytes,
-                                     value_type=bytes, key_serializer="raw", value_serializer="raw",
-                                     partitions=partitions)
+        # the intake's batches of both input topics (co-partitioned by request id): see streams/intake.py
+        self.input_topic = app.topic(intake_topic(settings), key_type=bytes, value_type=bytes, key_serializer="raw",
+                                     value_serializer="raw", partitions=partitions, internal=True)
         self.observations_topic = app.topic(f"{settings.app_id}.observations", key_type=bytes, value_type=bytes,
                                             key_serializer="raw", value_serializer="raw", partitions=partitions,
                                             internal=True)
@@ -164,6 +165,7 @@ class Pipeline:
         self.webhook: WebhookNotifier | None = None
         self.counts: dict[str, int] = defaultdict(int)
         self.seconds: dict[str, float] = defaultdict(float)  # time spent per phase, for the periodic report
+        self.latency_ms = kll_floats_sketch(200)  # event-to-indexed latency, for the periodic report
         self._sink_lock = asyncio.Lock()
         self._detect_lock = asyncio.Lock()
         self.waiting: dict[str, int] = {}  # model keys whose banks hold values or open windows -> their partition
@@ -172,7 +174,7 @@ class Pipeline:
         self.catalog = BaselineCatalog(settings)
         self._catalog_started = False
         # the detectors' idle timeouts count only time the worker is caught up (see streams/clock.py)
-        self.clock = BacklogClock(("ingest", "detect"), quiet_s=2 * settings.batch_within_s + 1.0,
+        self.clock = BacklogClock(("intake", "ingest", "detect"), quiet_s=2 * settings.batch_within_s + 1.0,
                                   start_ms=int(time.time() * 1000))
         self.validators: dict[str, tuple[Baseline, SkewValidator]] = {}
         self.slice_specs = parse_slices(settings.slices)
@@ -266,23 +268,59 @@ class Pipeline:
         return keys
 
     async def ingest(self, events: Sequence[EventT]) -> None:
-        """Normalize, join, index and forward one batch (any mix of partitions and topics)."""
+        """Normalize, join, index and forward the records of one batch of intake batches (any partitions)."""
         assert self.normalizer is not None and self.sink is not None
         t0 = time.perf_counter()
         now_ms = int(time.time() * 1000)
-        by_partition: dict[int, list[EventT]] = defaultdict(list)
-        for event in events:
-            by_partition[event.message.partition].append(event)
-
-        staged: list[tuple[int, EventT, StagedStore]] = []
         deliveries: list[Any] = []
         touched: set[tuple[str, int]] = set()
-        for partition, partition_events in sorted(by_partition.items()):
-            records = [
-                RawRecord(e.value, e.key, e.message.topic, partition, e.message.offset,
-                          int(e.message.timestamp * 1000) if e.message.timestamp else None)
-                for e in partition_events
-            ]
+        by_partition: dict[int, tuple[EventT, list[RawRecord]]] = {}
+        for event in events:
+            partition = event.message.partition
+            try:
+                records = IntakeBatch.decode(event.value).records()
+            except DecodeError as exc:  # not written by an intake: keep it as a dead letter, go on
+                dead = DeadLetterRecord(event.value, event.key, f"not an intake batch: {exc.reason}", "decode_error",
+                                        event.message.topic, partition, event.message.offset, now_ms, stage="intake")
+                await self._dead_letter(dead, deliveries)
+                touched.add((dead.source_topic, partition))
+                records = []
+            previous = by_partition.get(partition)
+            by_partition[partition] = (event, (previous[1] if previous else []) + records)
+        n_records = sum(len(records) for _, records in by_partition.values())
+        # a batch of batch_size records or more means the worker is working through a backlog (streams/clock.py)
+        with self.clock.batch("ingest", full=n_records >= self.settings.batch_size):
+            await self._ingest(by_partition, now_ms, deliveries, touched, t0)
+        self.counts["ingested"] += n_records
+        self.counts["intake_batches"] += len(events)
+
+    def observe_latency(self, batches: Iterable[tuple[EventT, list[RawRecord]]]) -> None:
+        """Event-to-indexed latency: from each record's Kafka timestamp (when the producer sent it) to now."""
+        now_ms = time.time() * 1000
+        update = self.latency_ms.update
+        for _, records in batches:
+            for record in records:
+                if record.timestamp_ms is not None:
+                    update(now_ms - record.timestamp_ms)
+
+    def latency_report(self) -> dict[str, float]:
+        """Median and 99th percentile (ms) of the event-to-indexed latency since the worker started."""
+        if self.latency_ms.is_empty():
+            return {}
+        p50, p99 = self.latency_ms.get_quantiles([0.5, 0.99])
+        return {"p50": round(p50), "p99": round(p99), "n": self.latency_ms.n}
+
+    def on_intake_cycle(self, result: CycleResult) -> None:
+        """The intake read a batch: a full read means the input has a backlog."""
+        if result.full:
+            self.clock.begin("intake", full=True)
+            self.clock.end("intake", full=True)
+
+    async def _ingest(self, by_partition: Mapping[int, tuple[EventT, list[RawRecord]]], now_ms: int,
+                      deliveries: list[Any], touched: set[tuple[str, int]], t0: float) -> None:
+        assert self.normalizer is not None and self.sink is not None
+        staged: list[tuple[int, EventT, StagedStore]] = []
+        for partition, (last_event, records) in sorted(by_partition.items()):
             normalized, dead_letters = self.normalizer.normalize_batch(records, now_ms)
             for dead in dead_letters:
                 await self._dead_letter(dead, deliveries)
@@ -293,7 +331,7 @@ class Pipeline:
             store = StagedStore(self.join_table)
             joiner = LabelJoiner(store, window_ms=self.window_ms, namespace=str(partition))
             result = joiner.join_batch([_with_time(e) for e in predictions], [_with_time(e) for e in feedbacks])
-            staged.append((partition, partition_events[-1], store))
+            staged.append((partition, last_event, store))
 
             observations: dict[ModelKey, list[Observation]] = defaultdict(list)
             records: dict[ModelKey, list[WindowRecord]] = defaultdict(list)
@@ -366,6 +404,7 @@ class Pipeline:
         for topic, partition in sorted(refused):  # one flush per partition for the index stage's dead letters
             await flush_until_indexed(self.sink, topic, partition)
         t2 = time.perf_counter()
+        self.observe_latency(by_partition.values())
         if deliveries:
             await asyncio.gather(*deliveries)
         t3 = time.perf_counter()
@@ -375,7 +414,6 @@ class Pipeline:
         t4 = time.perf_counter()
         await self.seal(self.join_table, [(partition, event) for partition, event, _ in staged])
         self.seconds["ingest.seal"] += time.perf_counter() - t4
-        self.counts["ingested"] += len(events)
         self.seconds["ingest.compute"] += t1 - t0
         self.seconds["ingest.elasticsearch"] += t2 - t1
         self.seconds["ingest.kafka_acks"] += t3 - t2
@@ -614,14 +652,20 @@ def create_app(settings: Settings) -> faust.App:
 
     # a bug in a stage stops the worker (restart resumes from the committed offsets) rather than
     # restarting the agent past a batch it never acknowledged
+    # the input topics are read by the intake's batch consumer, which forwards one message per partition batch
+    @app.service
+    class Intake(IntakeService):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(settings, on_cycle=pipeline.on_intake_cycle, **kwargs)
+
     @app.agent(pipeline.input_topic, name="driftline.streams.app.ingest", supervisor_strategy=CrashingSupervisor)
     async def ingest(stream: faust.StreamT) -> None:
         pipeline.normalizer = pipeline.normalizer or pipeline.build_normalizer()
         await pipeline.start_catalog()
         await pipeline.start_sink()
-        async for events in take_batches(stream, batch, within):
-            with pipeline.clock.batch("ingest", full=len(events) >= batch):
-                await pipeline.ingest(events)
+        # each event is an intake batch of up to batch_size records: take what is there, one per partition at most
+        async for events in take_batches(stream, settings.topic_partitions, settings.intake_within_s):
+            await pipeline.ingest(events)
 
     @app.agent(pipeline.observations_topic, name="driftline.streams.app.detect", supervisor_strategy=CrashingSupervisor)
     async def detect(stream: faust.StreamT) -> None:
@@ -640,7 +684,7 @@ def create_app(settings: Settings) -> faust.App:
     @app.timer(interval=10.0)
     async def report() -> None:
         if pipeline.counts:
-            log.info("driftline counts: %s; seconds: %s", dict(sorted(pipeline.counts.items())),
-                     {k: round(v, 1) for k, v in sorted(pipeline.seconds.items())})
+            log.info("driftline counts: %s; seconds: %s; latency ms: %s", dict(sorted(pipeline.counts.items())),
+                     {k: round(v, 1) for k, v in sorted(pipeline.seconds.items())}, pipeline.latency_report())
 
     return app

@@ -17,6 +17,8 @@ from confluent_kafka import Producer
 from driftline.connectors.codec import make_codec
 from driftline.connectors.kafka_admin import driftline_topics, ensure_topics
 from driftline.connectors.producer import PredictionLogger
+from driftline.streams.intake import IntakeBatch, intake_topic
+from tests.kafka_helpers import consume_all
 from tests.worker_process import IndexReader, WorkerProcess, pipeline_settings, wait_until
 
 N = 20_000
@@ -247,12 +249,19 @@ def test_elasticsearch_outage_commits_nothing_unindexed_and_catches_up(settings,
     worker = WorkerProcess(outage, tmp_path / "worker.log")
     admin = AdminClient(settings.kafka_client_config())
 
-    def committed() -> int:
-        request = ConsumerGroupTopicPartitions(outage.app_id, [
-            TopicPartition(topic, p) for topic in (outage.predictions_topic, outage.feedback_topic)
-            for p in range(outage.topic_partitions)])
-        result = admin.list_consumer_group_offsets([request])[outage.app_id].result(10)
-        return sum(max(0, tp.offset) for tp in result.topic_partitions)
+    intake = intake_topic(outage)
+
+    def committed(group: str, topics: list[str]) -> dict[tuple[str, int], int]:
+        request = ConsumerGroupTopicPartitions(group, [TopicPartition(t, p) for t in topics
+                                                      for p in range(outage.topic_partitions)])
+        result = admin.list_consumer_group_offsets([request])[group].result(10)
+        return {(tp.topic, tp.partition): max(0, tp.offset) for tp in result.topic_partitions}
+
+    def pipeline_committed() -> dict[tuple[str, int], int]:  # the Faust group, on the intake's batches
+        return committed(outage.app_id, [intake])
+
+    def intake_committed() -> int:  # the intake's group, on the input topics
+        return sum(committed(f"{outage.app_id}-intake", [outage.predictions_topic, outage.feedback_topic]).values())
 
     try:
         proxy.up()
@@ -264,13 +273,20 @@ def test_elasticsearch_outage_commits_nothing_unindexed_and_catches_up(settings,
         produce_small(outage, small)
         time.sleep(15)  # the worker is consuming, and retrying Elasticsearch
         assert worker.alive()
-        assert committed() == 0, "offsets were committed for records that were never indexed"
+        # the intake forwarded (and committed) the input; the pipeline committed none of the batches it holds
+        wait_until(lambda: intake_committed() == 4_000, 30, "the intake forwarded the input", worker)
+        assert sum(pipeline_committed().values()) == 0, "offsets were committed for records that were never indexed"
         assert reader.count("predictions") == 0
         proxy.up()
         wait_until(lambda: reader.count("predictions") >= 2_000 and reader.count("outcomes") >= 2_000, 180,
                    "catching up after the outage", worker)
         assert reader.count("predictions") == 2_000 and reader.count("outcomes") == 2_000
-        wait_until(lambda: committed() == 4_000, 60, "offsets committed after indexing", worker)
+        # every intake batch is committed once indexed: the committed offset of each partition is its end
+        batches = consume_all(outage, intake, outage.topic_partitions, expected=1)
+        ends = {(intake, p): 1 + max((m.offset() for m in batches if m.partition() == p), default=-1)
+                for p in range(outage.topic_partitions)}
+        assert sum(len(IntakeBatch.decode(m.value())) for m in batches) == 4_000
+        wait_until(lambda: pipeline_committed() == ends, 60, "offsets committed after indexing", worker)
     finally:
         worker.stop()
         proxy.close()

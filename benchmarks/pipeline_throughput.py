@@ -22,10 +22,13 @@ everything is in:
 4. ``indexing`` — every prediction indexed (2 documents per request): input
    events/s, and documents/s as a share of the bare bulk rate (target (b):
    at least 80%);
-5. ``processing`` — raw predictions not indexed
-   (``DRIFTLINE_PREDICTION_SAMPLE_RATE=0``): predictions/s through normalize →
-   join → detect with their feedback, outcomes still indexed (target (a): at
-   least 5,000 predictions/s);
+5. ``processing`` — neither raw predictions nor outcomes indexed
+   (``DRIFTLINE_PREDICTION_SAMPLE_RATE=0``, ``DRIFTLINE_OUTCOME_SAMPLE_RATE=0``;
+   drift events, alerts and metrics still are): predictions/s through
+   normalize → join → detect with their feedback, timed from the worker's
+   first ingested record until it ingested every record and its detect stage
+   took every observation batch (from the worker's reports, every second)
+   (target (a): at least 5,000 predictions/s);
 6. ``latency`` — a fresh worker fed live at half the rate run 4 sustained:
    event-to-indexed latency p50/p99, from each record's Kafka timestamp (set
    when the producer API sent it) to Elasticsearch's acknowledgement, as the
@@ -92,11 +95,16 @@ def bare_kafka(settings: Settings, values: list[bytes]) -> tuple[str, float, flo
     produce_rate = len(values) / (time.perf_counter() - start)
     consumer = Consumer(settings.kafka_consumer_config(f"bench-{uuid.uuid4().hex[:6]}"))
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(settings.topic_partitions)])
-    got = 0
+    first: list = []
+    deadline = time.perf_counter() + 60
+    while not first and time.perf_counter() < deadline:  # connecting and the first fetch are not reading
+        first = [m for m in consumer.consume(1, 0.5) if m.error() is None]
+    got = len(first)
     start = time.perf_counter()
-    while got < len(values) and time.perf_counter() - start < 60:
-        got += sum(1 for m in consumer.consume(10_000, 0.5) if m.error() is None)
-    consume_rate = got / (time.perf_counter() - start)
+    while got < len(values) and time.perf_counter() < deadline:
+        # never ask for more than is left: consume() would wait out its timeout for messages that do not exist
+        got += sum(1 for m in consumer.consume(min(10_000, len(values) - got), 0.5) if m.error() is None)
+    consume_rate = (got - len(first)) / (time.perf_counter() - start)
     consumer.close()
     return topic, produce_rate, consume_rate
 
@@ -127,7 +135,7 @@ def bare_elasticsearch(settings: Settings, documents: list[tuple[str, dict]]) ->
     helpers.bulk(es, ({"_index": f"{tag}-{stream}", "_id": d["request"]["id"], "_source": d} for stream, d in documents),
                  chunk_size=1000)
     rate = len(documents) / (time.perf_counter() - start)
-    es.indices.delete(index=f"{tag}-*")
+    es.indices.delete(index=f"{tag}-predictions,{tag}-outcomes")
     es.close()
     return rate
 
@@ -184,6 +192,12 @@ class Index:
         except Exception:  # noqa: BLE001 - no index yet
             return 0
 
+    def drop(self) -> None:
+        """Delete the run's indices: the local server slows down as it holds more documents."""
+        names = list(self.es.indices.get(index=f"{self.prefix}-*"))
+        for name in names:
+            self.es.indices.delete(index=name)
+
     def close(self) -> None:
         self.es.close()
 
@@ -196,42 +210,70 @@ def log_traffic(settings: Settings, traffic: Traffic) -> None:
         log.flush(300)
 
 
-def wait_indexed(workers: list[Worker], index: Index, expected: dict[str, int], limit_s: float = 1800) -> tuple[float, float]:
-    """Poll until every stream holds its expected count; returns (seconds to the first document, seconds busy)."""
+def wait_indexed(workers: list[Worker], documents: int, limit_s: float = 1800) -> tuple[float, float]:
+    """Poll the workers' reports (every second) until they indexed ``documents`` input documents (predictions
+    and outcomes, as Elasticsearch acknowledged them); returns (seconds to the first document, seconds busy).
+
+    The reports, not Elasticsearch, are polled: a refresh per poll slows the local server down as it fills.
+    """
     started = time.perf_counter()
     first = None
     while time.perf_counter() - started < limit_s:
         for worker in workers:
             worker.check()
-        counts = {stream: index.count(stream) for stream in expected}
-        if first is None and any(counts.values()):
+        indexed = sum((w.reports() or [({}, {}, {})])[-1][0].get("indexed", 0) for w in workers)
+        if first is None and indexed:
             first = time.perf_counter()
-        print(f"  {time.perf_counter() - started:6.1f} s: " + ", ".join(f"{s} {n:,}" for s, n in counts.items()),
-              flush=True)
-        if all(counts[s] >= n for s, n in expected.items()):
+        print(f"  {time.perf_counter() - started:6.1f} s: indexed {indexed:,} of {documents:,}", flush=True)
+        if indexed >= documents:
             finished = time.perf_counter()
             return (first or finished) - started, finished - (first or started)
-        time.sleep(1.0)
+        time.sleep(0.5)
     raise SystemExit(f"not everything was indexed within {limit_s:.0f} s")
 
 
+def wait_processed(worker: Worker, records: int, limit_s: float = 1800) -> tuple[float, float]:
+    """Poll the worker's reports until it ingested ``records`` and its detect stage took every observation
+    batch ingest sent; returns (seconds to the first ingested record, seconds busy)."""
+    started = time.perf_counter()
+    first = None
+    while time.perf_counter() - started < limit_s:
+        worker.check()
+        reports = worker.reports()
+        counts = reports[-1][0] if reports else {}
+        ingested = counts.get("ingested", 0)
+        if first is None and ingested:
+            first = time.perf_counter()
+        print(f"  {time.perf_counter() - started:6.1f} s: ingested {ingested:,}, observation batches "
+              f"{counts.get('observation_batches', 0):,} of {counts.get('observation_batches_sent', 0):,}", flush=True)
+        if ingested >= records and counts.get("observation_batches", 0) >= counts.get("observation_batches_sent", 1):
+            finished = time.perf_counter()
+            return (first or finished) - started, finished - (first or started)
+        time.sleep(0.5)
+    raise SystemExit(f"not everything was processed within {limit_s:.0f} s")
+
+
 def backlog_run(settings: Settings, traffic: Traffic, folder: Path, name: str, workers: int = 1,
-                expected: dict[str, int] | None = None) -> dict:
-    """Log the traffic, start the worker(s), time them until everything expected is indexed."""
+                processed: int | None = None) -> dict:
+    """Log the traffic, start the worker(s), time them until every prediction and outcome is indexed
+    (or, with ``processed``, until one worker ingested that many requests and detected on them)."""
     n = len(traffic.predictions)
-    expected = expected or {"predictions": n, "outcomes": n}
     ensure_topics(settings, driftline_topics(settings))
     log_traffic(settings, traffic)
     procs = [Worker(settings, folder / f"{name}-{i}.log") for i in range(workers)]
     index = Index(settings)
     try:
-        startup, busy = wait_indexed(procs, index, expected)
+        if processed is None:
+            startup, busy = wait_indexed(procs, 2 * n)
+        else:
+            startup, busy = wait_processed(procs[0], 2 * processed)
         counts = {stream: index.count(stream) for stream in ("predictions", "outcomes")}
-        time.sleep(11)  # one more periodic report (every 10 s) with the final counts
+        time.sleep(2 * settings.report_interval_s + 0.5)  # one more periodic report with the final counts
         reports = [w.reports()[-1] if w.reports() else ({}, {}, {}) for w in procs]
     finally:
         for w in procs:
             w.stop()
+        index.drop()
         index.close()
     return {"startup_s": startup, "busy_s": busy, "events_per_s": 2 * n / busy, "counts": counts, "reports": reports}
 
@@ -246,7 +288,7 @@ def latency_run(settings: Settings, service: SimulatedService, rate: float, seco
         # warm up: the worker joins its groups and installs its templates before the clock starts
         warm = 20
         log_traffic(settings, Traffic(traffic.predictions[:warm], traffic.feedback[:warm]))
-        wait_indexed([worker], index, {"predictions": warm, "outcomes": warm}, limit_s=120)
+        wait_indexed([worker], 2 * warm, limit_s=120)
         total = min(len(traffic.predictions) - warm, int(rate * seconds))
         print(f"  feeding {total:,} requests at {rate:,.0f} requests/s ({2 * rate:,.0f} events/s) ...", flush=True)
         with PredictionLogger(settings, max_buffer=4 * total) as log:
@@ -264,16 +306,15 @@ def latency_run(settings: Settings, service: SimulatedService, rate: float, seco
                     print(f"  {time.perf_counter() - start:5.1f} s: {k:,} requests sent", flush=True)
             fed_s = time.perf_counter() - start
             log.flush(120)
-        wait_indexed([worker], index, {"predictions": warm + total, "outcomes": warm + total}, limit_s=600)
-        reports_before = len(worker.reports())
-        deadline = time.perf_counter() + 30
-        while len(worker.reports()) <= reports_before and time.perf_counter() < deadline:
-            time.sleep(0.5)
+        wait_indexed([worker], 2 * (warm + total), limit_s=600)
+        time.sleep(2 * settings.report_interval_s + 0.5)  # a report after the last document
         latency = worker.reports()[-1][2]
+        counts = {stream: index.count(stream) for stream in ("predictions", "outcomes")}
     finally:
         worker.stop()
+        index.drop()
         index.close()
-    return {"requests": total, "achieved_rate": total / fed_s, "latency": latency}
+    return {"requests": total, "achieved_rate": total / fed_s, "latency": latency, "counts": counts}
 
 
 def _stop_on_signals() -> None:
@@ -318,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
                 predictions_topic=f"{tag}.predictions", feedback_topic=f"{tag}.feedback",
                 deadletter_topic=f"{tag}.deadletter", alerts_topic=f"{tag}.alerts", baselines_topic=f"{tag}.baselines",
                 es_index_prefix=tag, pseudonymization_key=generate_key(), worker_dir=folder / "worker" / tag,
-                detect_idle_s=5.0, windows_enabled=args.windows == "on", **overrides,
+                detect_idle_s=5.0, windows_enabled=args.windows == "on", report_interval_s=1.0, **overrides,
             )
 
         settings = bench_settings()
@@ -342,8 +383,8 @@ def main(argv: list[str] | None = None) -> int:
                 results[scenario] = backlog_run(bench_settings(), traffic, folder, scenario)
             elif scenario == "processing":
                 n = args.requests
-                results[scenario] = backlog_run(bench_settings(prediction_sample_rate=0.0), traffic, folder, scenario,
-                                                expected={"outcomes": n})
+                results[scenario] = backlog_run(bench_settings(prediction_sample_rate=0.0, outcome_sample_rate=0.0),
+                                                traffic, folder, scenario, processed=n)
             elif scenario == "two-workers":
                 results[scenario] = backlog_run(bench_settings(), traffic, folder, scenario, workers=2)
             else:

@@ -95,7 +95,8 @@ class Settings(BaseSettings):
     batch_within_s: float = Field(0.5, gt=0, description="seconds a stage waits for a batch to fill")
     intake_within_s: float = Field(0.1, gt=0, description="seconds the intake's batch consumer waits for batch_size records before it forwards what it has")
     label_window_s: float = Field(7 * 86400, gt=0, description="how long, in event time, a prediction waits for its label (and a label for its prediction)")
-    prediction_sample_rate: float = Field(1.0, ge=0, le=1, description="share of raw predictions indexed into Elasticsearch (joined outcomes, drift and alerts are always indexed)")
+    prediction_sample_rate: float = Field(1.0, ge=0, le=1, description="share of raw predictions indexed into Elasticsearch (drift events, alerts and metrics are always indexed)")
+    outcome_sample_rate: float = Field(1.0, ge=0, le=1, description="share of joined outcomes indexed into Elasticsearch (the detectors and windowed metrics still see every outcome)")
     model_sample_rates: dict[str, float] = Field(default_factory=dict, description='per-model overrides of prediction_sample_rate, JSON: {"fraud-detector": 0.1}')
     slice_keys: list[str] = Field(default_factory=list, description='slice attributes that get their own detectors, JSON: ["region"]')
     pseudonymize_features: list[str] = Field(default_factory=list, description='features holding personal data: replaced by a keyed pseudonym before anything is stored, JSON list')
@@ -114,6 +115,7 @@ class Settings(BaseSettings):
     sensitive_attribute: str | None = Field(None, description="slice label or categorical feature whose groups are compared for fairness (false-positive/negative rate and accuracy gaps)")
     drift_thresholds: dict[str, dict[str, float]] = Field(default_factory=dict, description='window comparison thresholds by feature (or "prediction" / "label"), JSON: {"amount": {"wasserstein": 0.2}, "country": {"linf": 0.05}}; "*" sets the default of every feature')
     fairness_gap_threshold: float = Field(0.1, gt=0, le=1, description="largest accepted gap between groups' rates before a fairness alert")
+    report_interval_s: float = Field(10.0, gt=0, description="seconds between two log lines of the worker's counts, phase timings and event-to-indexed latency")
     worker_web_port: int | None = Field(None, description="Faust's web server port; None disables it")
 
     # --- Embedded local infrastructure --------------------------------------

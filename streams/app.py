@@ -42,7 +42,7 @@ import json
 import logging
 import time
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -55,6 +55,7 @@ from driftline.baselines.catalog import BaselineCatalog
 from driftline.baselines.model import Baseline
 from driftline.connectors.codec import DecodeError, make_codec
 from driftline.connectors.elasticsearch import ElasticsearchSink, SinkBackpressure, SinkError
+from driftline.connectors.elasticsearch.sink import SinkBatch
 from driftline.connectors.webhook import WebhookNotifier
 from driftline.settings import Settings
 from driftline.streams.alerts import AlertPolicy
@@ -91,6 +92,9 @@ from driftline.streams.tables import PartitionTable, partition_scope
 
 log = logging.getLogger(__name__)
 
+#: Ingest batches indexed at once: one is computed while up to this many are written (and sealed, in order).
+MAX_BATCHES_IN_FLIGHT = 2
+
 #: Longest pause between two attempts to reach Elasticsearch while it is down.
 MAX_BACKOFF_S = 30.0
 
@@ -120,18 +124,20 @@ def broker_url(bootstrap: str) -> str:
     return ";".join(f"kafka://{server}" for server in bootstrap.split(","))
 
 
-async def flush_until_indexed(sink: ElasticsearchSink, topic: str, partition: int) -> Any:
-    """Flush one partition's batch, retrying with back-off for as long as Elasticsearch is down.
+async def flush_until_indexed(sink: ElasticsearchSink, batch: SinkBatch) -> Any:
+    """Write one batch (from ``sink.take``), again and again with back-off for as long as Elasticsearch is down.
 
-    Nothing is acknowledged meanwhile, so nothing is committed that was not indexed.
+    The batch is kept until it is written, and nothing is acknowledged
+    meanwhile, so nothing is committed that was not indexed.
     """
     delay = 0.5
     while True:
         try:
-            return await sink.flush(topic, partition)
+            return await sink.write(batch)
         except SinkBackpressure as exc:
             wait = min(MAX_BACKOFF_S, max(delay, exc.retry_after or 0.0))
-            log.warning("Elasticsearch unavailable (%s); retrying %s[%d] in %.1f s", exc.reason, topic, partition, wait)
+            log.warning("Elasticsearch unavailable (%s); retrying %s[%d] in %.1f s", exc.reason, batch.topic,
+                        batch.partition, wait)
             await asyncio.sleep(wait)
             delay = min(MAX_BACKOFF_S, delay * 2)
 
@@ -167,6 +173,8 @@ class Pipeline:
         self.seconds: dict[str, float] = defaultdict(float)  # time spent per phase, for the periodic report
         self.latency_ms = kll_floats_sketch(200)  # event-to-indexed latency, for the periodic report
         self._sink_lock = asyncio.Lock()
+        self._in_flight: deque[asyncio.Future[None]] = deque()  # ingest batches being indexed, oldest first
+        self._join_stores: dict[int, StagedStore] = {}  # per partition, the latest batch's join writes
         self._detect_lock = asyncio.Lock()
         self.waiting: dict[str, int] = {}  # model keys whose banks hold values or open windows -> their partition
         self.session = uuid.uuid4().hex  # this worker process; banks reset their idle clocks on a new one
@@ -267,8 +275,17 @@ class Pipeline:
                 keys.append(key)
         return keys
 
-    async def ingest(self, events: Sequence[EventT]) -> None:
-        """Normalize, join, index and forward the records of one batch of intake batches (any partitions)."""
+    async def ingest(self, events: Sequence[EventT]) -> asyncio.Future[None]:
+        """Normalize, join and forward one batch of intake batches (any partitions); index it in the background.
+
+        Returns when the batch is computed and its Elasticsearch writes have
+        started, with the future of its completion: indexed, its output
+        records and table writes acknowledged. Acknowledge the batch's events
+        only when that future is done. The next batches are computed and
+        written while this one is indexed (reading the join state through
+        this batch's staged writes), so the sink is not idle while the worker
+        computes or seals; table writes are committed in batch order.
+        """
         assert self.normalizer is not None and self.sink is not None
         t0 = time.perf_counter()
         now_ms = int(time.time() * 1000)
@@ -290,9 +307,19 @@ class Pipeline:
         n_records = sum(len(records) for _, records in by_partition.values())
         # a batch of batch_size records or more means the worker is working through a backlog (streams/clock.py)
         with self.clock.batch("ingest", full=n_records >= self.settings.batch_size):
-            await self._ingest(by_partition, now_ms, deliveries, touched, t0)
+            staged = await self._prepare(by_partition, now_ms, deliveries, touched)
+        self.seconds["ingest.compute"] += time.perf_counter() - t0
+        started = time.perf_counter()
+        while self._in_flight and (self._in_flight[0].done() or len(self._in_flight) >= MAX_BATCHES_IN_FLIGHT):
+            await self._in_flight.popleft()  # raises what a failed batch raised: the agent stops
+        self.seconds["ingest.wait_for_sink"] += time.perf_counter() - started
+        batches = [self.sink.take(topic, partition) for topic, partition in sorted(touched)]
+        previous = self._in_flight[-1] if self._in_flight else None
+        completion = asyncio.ensure_future(self._complete(batches, deliveries, staged, by_partition, previous))
+        self._in_flight.append(completion)
         self.counts["ingested"] += n_records
         self.counts["intake_batches"] += len(events)
+        return completion
 
     def observe_latency(self, batches: Iterable[tuple[EventT, list[RawRecord]]]) -> None:
         """Event-to-indexed latency: from each record's Kafka timestamp (when the producer sent it) to now."""
@@ -316,8 +343,9 @@ class Pipeline:
             self.clock.begin("intake", full=True)
             self.clock.end("intake", full=True)
 
-    async def _ingest(self, by_partition: Mapping[int, tuple[EventT, list[RawRecord]]], now_ms: int,
-                      deliveries: list[Any], touched: set[tuple[str, int]], t0: float) -> None:
+    async def _prepare(self, by_partition: Mapping[int, tuple[EventT, list[RawRecord]]], now_ms: int,
+                       deliveries: list[Any], touched: set[tuple[str, int]]) -> list[tuple[int, EventT, StagedStore]]:
+        """Normalize and join the records, buffer their documents in the sink, send their observations."""
         assert self.normalizer is not None and self.sink is not None
         staged: list[tuple[int, EventT, StagedStore]] = []
         for partition, (last_event, records) in sorted(by_partition.items()):
@@ -328,7 +356,9 @@ class Pipeline:
 
             predictions = [e for e in normalized if e.kind is EventKind.PREDICTION]
             feedbacks = [e for e in normalized if e.kind is EventKind.FEEDBACK]
-            store = StagedStore(self.join_table)
+            # over the previous batch's writes, which may not be committed yet
+            below = self._join_stores.get(partition)
+            store = self._join_stores[partition] = StagedStore(self.join_table if below is None else below)
             joiner = LabelJoiner(store, window_ms=self.window_ms, namespace=str(partition))
             result = joiner.join_batch([_with_time(e) for e in predictions], [_with_time(e) for e in feedbacks])
             staged.append((partition, last_event, store))
@@ -368,8 +398,9 @@ class Pipeline:
             for outcome in result.outcomes:
                 doc = _indexable(outcome.document)
                 source = completing[outcome.id]
-                self.sink.add("outcomes", doc, topic=source.topic, partition=partition, offset=source.offset)
-                touched.add((source.topic, partition))
+                if sampled(outcome.id, self.settings.outcome_sample_rate):
+                    self.sink.add("outcomes", doc, topic=source.topic, partition=partition, offset=source.offset)
+                    touched.add((source.topic, partition))
                 error = (doc.get("outcome") or {}).get("error")
                 model = doc["model"]
                 # ordered by when the outcome became known: the later of prediction and label time
@@ -396,28 +427,47 @@ class Pipeline:
                 batch = ObservationBatch(key, partition, marks, observations.get(key, []), records.get(key, []))
                 for part in split_batch(batch):  # each message well below Kafka's size limit
                     deliveries.append(await self.observations_topic.send(key=key.encode().encode(), value=part.to_json()))
+                    self.counts["observation_batches_sent"] += 1
 
+        return staged
+
+    async def _complete(self, batches: list[SinkBatch], deliveries: list[Any],
+                        staged: list[tuple[int, EventT, StagedStore]],
+                        by_partition: Mapping[int, tuple[EventT, list[RawRecord]]],
+                        previous: asyncio.Future[None] | None) -> None:
+        """Index a prepared batch and wait for its output records; then, once the previous batch is
+        complete, commit and seal its table writes (in batch order)."""
+        assert self.sink is not None
         t1 = time.perf_counter()
         # the partitions' bulk requests go out together: Elasticsearch indexes them in parallel
-        results = await asyncio.gather(*(flush_until_indexed(self.sink, t, p) for t, p in sorted(touched)))
+        results = await asyncio.gather(*(flush_until_indexed(self.sink, batch) for batch in batches))
+        self.counts["indexed"] += sum(result.indexed for result in results)
         refused = {await self._rejected(r, deliveries) for result in results for r in result.rejected} - {None}
         for topic, partition in sorted(refused):  # one flush per partition for the index stage's dead letters
-            await flush_until_indexed(self.sink, topic, partition)
+            await flush_until_indexed(self.sink, self.sink.take(topic, partition))
         t2 = time.perf_counter()
         self.observe_latency(by_partition.values())
         if deliveries:
             await asyncio.gather(*deliveries)
+        if previous is not None:
+            await previous  # raises if it failed: then this batch is not acknowledged either
         t3 = time.perf_counter()
         for partition, event, store in staged:
             with partition_scope(partition, event):
                 self.counts["table_writes"] += store.commit()
+            if self._join_stores.get(partition) is store:  # no later batch reads through it
+                del self._join_stores[partition]
         t4 = time.perf_counter()
         await self.seal(self.join_table, [(partition, event) for partition, event, _ in staged])
         self.seconds["ingest.seal"] += time.perf_counter() - t4
-        self.seconds["ingest.compute"] += t1 - t0
         self.seconds["ingest.elasticsearch"] += t2 - t1
         self.seconds["ingest.kafka_acks"] += t3 - t2
         self.seconds["ingest.table_writes"] += t4 - t3
+
+    async def drain(self) -> None:
+        """Wait for the batches being indexed (raises what one raised)."""
+        while self._in_flight:
+            await self._in_flight.popleft()
 
     async def _dead_letter(self, dead: DeadLetterRecord, deliveries: list[Any]) -> None:
         assert self.sink is not None
@@ -551,7 +601,7 @@ class Pipeline:
                     self.sink.add("alerts", alert.document(), topic=topic, partition=partition, doc_id=alert.id)
                     alerts.append(alert)
         for partition in sorted(touched):
-            await flush_until_indexed(self.sink, topic, partition)
+            await flush_until_indexed(self.sink, self.sink.take(topic, partition))
         deliveries = [await self.alerts_topic.send(key=a.drift.alert_key.encode(), value=a.to_json()) for a in alerts]
         if deliveries:
             await asyncio.gather(*deliveries)
@@ -665,7 +715,8 @@ def create_app(settings: Settings) -> faust.App:
         await pipeline.start_sink()
         # each event is an intake batch of up to batch_size records: take what is there, one per partition at most
         async for events in take_batches(stream, settings.topic_partitions, settings.intake_within_s):
-            await pipeline.ingest(events)
+            # acknowledged once indexed, while the next batch is computed; a failure stops the worker
+            events.completion = await pipeline.ingest(events)
 
     @app.agent(pipeline.observations_topic, name="driftline.streams.app.detect", supervisor_strategy=CrashingSupervisor)
     async def detect(stream: faust.StreamT) -> None:
@@ -681,7 +732,7 @@ def create_app(settings: Settings) -> faust.App:
         if pipeline.sink is not None and pipeline.waiting:
             await pipeline.release_idle()
 
-    @app.timer(interval=10.0)
+    @app.timer(interval=settings.report_interval_s)
     async def report() -> None:
         if pipeline.counts:
             log.info("driftline counts: %s; seconds: %s; latency ms: %s", dict(sorted(pipeline.counts.items())),

@@ -19,13 +19,32 @@ Example:
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from faust.types import EventT, StreamT
 
 
-async def take_batches(stream: StreamT, max_: int, within: float) -> AsyncIterator[Sequence[EventT]]:
+class EventBatch(list):  # type: ignore[type-arg]
+    """A batch of events. Set ``completion`` to a future to acknowledge the events only when it is done
+    (successfully), instead of when the next batch is requested."""
+
+    completion: asyncio.Future[Any] | None = None
+
+
+def _ack_when_done(stream: StreamT, events: list[EventT], completion: asyncio.Future[Any]) -> None:
+    if completion.cancelled() or completion.exception() is not None:
+        return  # never acknowledged: Kafka delivers the batch again after a restart
+    asyncio.ensure_future(_ack(stream, events))
+
+
+async def _ack(stream: StreamT, events: list[EventT]) -> None:
+    for event in events:
+        await stream.ack(event)
+
+
+async def take_batches(stream: StreamT, max_: int, within: float) -> AsyncIterator[EventBatch]:
     """Yield lists of up to ``max_`` events, waiting at most ``within`` seconds for a batch to fill.
 
     The events of a batch are acknowledged when the next batch is requested,
@@ -66,10 +85,13 @@ async def take_batches(stream: StreamT, max_: int, within: float) -> AsyncIterat
             if not events:
                 continue
             buffer_consuming = asyncio.get_running_loop().create_future()
-            batch = list(events)
+            batch = EventBatch(events)
             yield batch  # raising or cancellation in the consumer: no ack below
-            for event in batch:
-                await stream.ack(event)
+            if batch.completion is None:
+                for event in batch:
+                    await stream.ack(event)
+            else:  # acknowledged when the consumer's work on it is done (never if that fails)
+                batch.completion.add_done_callback(partial(_ack_when_done, stream, list(batch)))
             del events[: len(batch)]  # exactly this batch: an event added meanwhile waits for the next one
             if not buffer_consuming.done():
                 buffer_consuming.set_result(None)

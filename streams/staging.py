@@ -16,6 +16,13 @@ Example:
     (None, 2, {'a': 1})
     >>> staged.commit(), table
     (2, {'b': 2})
+
+A batch computed while the previous one is not committed yet reads through it:
+
+    >>> first = StagedStore(table); first["c"] = 3
+    >>> second = StagedStore(first); second["d"] = second["c"] + 1
+    >>> first.commit(), second.commit(), table
+    (1, 1, {'b': 2, 'c': 3, 'd': 4})
 """
 
 from __future__ import annotations
@@ -30,7 +37,8 @@ class StagedStore(MutableMapping[Any, Any]):
     """Reads see staged writes first, then the table; :meth:`commit` applies the writes once each."""
 
     def __init__(self, table: MutableMapping[Any, Any]) -> None:
-        self.table = table
+        self.table = table  # what reads fall through to: the table, or an earlier batch's uncommitted store
+        self.root: MutableMapping[Any, Any] = table.root if isinstance(table, StagedStore) else table
         self.changes: dict[Any, Any] = {}
 
     def __getitem__(self, key: Any) -> Any:
@@ -74,15 +82,21 @@ class StagedStore(MutableMapping[Any, Any]):
         return sum(1 for _ in self)
 
     def commit(self) -> int:
-        """Write the staged changes to the table (one write per key); returns how many."""
+        """Write the staged changes to the table (one write per key); returns how many.
+
+        A store over an earlier, uncommitted store writes to the table below
+        both: commit the earlier one first.
+        """
         n = len(self.changes)
+        root = self.root
         for key, value in self.changes.items():
             if value is _DELETED:
-                if key in self.table:
-                    del self.table[key]
+                if key in root:
+                    del root[key]
             else:
-                self.table[key] = value
+                root[key] = value
         self.changes.clear()
+        self.table = root  # reads need not pass through an earlier store any more
         return n
 
     def discard(self) -> None:

@@ -489,9 +489,26 @@ class ElasticsearchSink:
         refuses the request itself (authentication, permissions): do not
         commit in either case.
         """
+        return await self.write(self.take(topic, partition))
+
+    def take(self, topic: str, partition: int) -> SinkBatch:
+        """Remove and return the pending batch of (``topic``, ``partition``) (an empty one if none).
+
+        Documents added afterwards go to a new batch. With :meth:`write`, the
+        caller owns the batch and can write it again after a
+        :class:`SinkBackpressure` (ids are deterministic: a document written
+        twice is one document).
+        """
+        return self._batches.pop((topic, partition), None) or SinkBatch(topic, partition)
+
+    async def write(self, batch: SinkBatch) -> FlushResult:
+        """Write a batch from :meth:`take`; on failure it is unchanged and can be written again.
+
+        Returns and raises like :meth:`flush`.
+        """
         if not self._started:
             raise RuntimeError("call start() before flush(): an index created before its template gets wrong mappings")
-        batch = self._batches.pop((topic, partition), None) or SinkBatch(topic, partition)
+        topic, partition = batch.topic, batch.partition
         began = time.monotonic()
         indexed, rejected, superseded, attempts = await self._write(batch)
         return FlushResult(

@@ -270,6 +270,44 @@ def test_unavailable_elasticsearch_raises_backpressure_then_a_replayed_flush_suc
     run(servers, body)
 
 
+def test_a_taken_batch_survives_an_outage_longer_than_the_retries_and_is_then_indexed_whole(servers, prefix):
+    """The worker's retry loop writes the same batch again until Elasticsearch is back: nothing is dropped."""
+    from driftline.streams.app import flush_until_indexed
+
+    target = urlsplit(servers.es_url)
+    if target.scheme != "http":
+        pytest.skip("the outage is simulated with a plain-TCP proxy")
+
+    async def body(es: AsyncElasticsearch) -> None:
+        proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 80)
+        await proxy.up()
+        async with AsyncElasticsearch(f"http://127.0.0.1:{proxy.port}", request_timeout=30) as via_proxy:
+            sink = ElasticsearchSink(via_proxy, prefix=prefix, retry=FAST)
+            await sink.start()
+            await proxy.down()
+            for i in range(200):
+                sink.add("predictions", prediction(i), topic=TOPIC, partition=0, offset=i)
+            batch = sink.take(TOPIC, 0)
+            assert sink.batch(TOPIC, 0) is None and batch.size == 200
+            with pytest.raises(SinkBackpressure):
+                await sink.write(batch)
+            assert batch.size == 200, "a failed write leaves the batch as it was"
+
+            async def back_later() -> None:  # down for several times the sink's own retry budget
+                await asyncio.sleep(3 * FAST.total_wait + 1.0)
+                await proxy.up()
+
+            restore = asyncio.ensure_future(back_later())
+            result = await flush_until_indexed(sink, batch)
+            await restore
+            assert (result.indexed, result.commit_offset) == (200, 200)
+            await sink.close()
+            await proxy.down()
+        assert await count(es, f"{prefix}-predictions-*") == 200
+
+    run(servers, body)
+
+
 def test_closed_port_fails_start_and_flush_with_backpressure(servers, prefix):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

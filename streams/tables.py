@@ -38,8 +38,14 @@ import weakref
 from contextvars import ContextVar
 from typing import Any
 
+from functools import partial
+from types import SimpleNamespace
+
 import faust
 from faust import streams as faust_streams
+from faust.types import TP
+
+from driftline.streams.changelog import ChangelogProducer
 
 _current_partition: ContextVar[int | None] = ContextVar("driftline_table_partition", default=None)
 
@@ -68,8 +74,43 @@ def partition_scope(partition: int, event: Any | None = None) -> Iterator[None]:
 SEAL_KEY = "\x00driftline-seal"
 
 
+class _Sent:
+    """What Faust's table code reads of a changelog record it sent: the partition."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, partition: int) -> None:
+        self.message = SimpleNamespace(partition=partition)
+
+
 class PartitionTable(faust.Table):
-    """A ``faust.Table`` written per source partition (see the module docstring)."""
+    """A ``faust.Table`` written per source partition (see the module docstring).
+
+    With ``changelog_producer`` set (a :class:`~.changelog.ChangelogProducer`),
+    changelog records go through it instead of Faust's producer: the same
+    topic, partition, key and value bytes, for a fraction of the cost. Flush it
+    before acknowledging the input that caused the writes.
+    """
+
+    changelog_producer: ChangelogProducer | None = None
+
+    def send_changelog(self, partition: int | None, key: Any, value: Any, key_serializer: Any = None,
+                       value_serializer: Any = None) -> Any:
+        producer = self.changelog_producer
+        if producer is None:
+            return super().send_changelog(partition, key, value, key_serializer, value_serializer)
+        if partition is None:  # pragma: no cover - partition_for_key always names one
+            raise RuntimeError(f"table {self.name!r}: a changelog record without a partition")
+        topic = self.changelog_topic
+        key_bytes, _ = topic.prepare_key(key, key_serializer or self.key_serializer)
+        value_bytes, _ = topic.prepare_value(value, value_serializer or self.value_serializer)
+        name = topic.get_topic_name()
+        producer.send(name, partition, key_bytes, value_bytes, on_sent=partial(self._persisted, TP(name, partition)))
+        return _Sent(partition)
+
+    def _persisted(self, tp: TP, offset: int) -> None:
+        # what Faust's own callback does: RocksDB remembers the changelog offset its data covers
+        self.data.set_persisted_offset(tp, offset)
 
     def seal(self, partition: int, event: Any | None = None) -> None:
         """Write the seal record to ``partition``'s changelog (call after flushing the producer)."""

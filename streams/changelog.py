@@ -32,7 +32,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,10 @@ class ChangelogProducer:
 
     def send(self, topic: str, partition: int, key: bytes | None, value: bytes | None,
              on_sent: Callable[[int], None] | None = None) -> None:
-        """Queue one record; ``on_sent(offset)`` runs when the broker acknowledged it (during a flush)."""
+        """Queue one record; ``on_sent(offset)`` runs when the broker acknowledged it (during a flush).
+
+        Raises :class:`ChangelogError` if the client refuses the record at once.
+        """
 
         def delivered(error: KafkaError | None, message: Message) -> None:
             if error is not None:
@@ -74,6 +77,8 @@ class ChangelogProducer:
                 break
             except BufferError:  # the local queue is full: serve deliveries to make room
                 self._producer.poll(0.05)
+            except KafkaException as exc:  # refused at once (an unknown partition, a record too large)
+                raise ChangelogError(f"{topic}[{partition}]: {exc}") from None
         self._producer.poll(0)
 
     def pending(self) -> int:

@@ -212,7 +212,8 @@ class Pipeline:
             return self.sink
 
     async def _new_sink(self) -> ElasticsearchSink:
-        sink = ElasticsearchSink.from_settings(self.settings, prefix=self.settings.es_index_prefix)
+        # two bulk requests in flight per write: the server indexes one while the next is on its way
+        sink = ElasticsearchSink.from_settings(self.settings, prefix=self.settings.es_index_prefix, concurrency=2)
         delay = 0.5
         while True:
             try:
@@ -444,8 +445,10 @@ class Pipeline:
         complete, commit and seal its table writes (in batch order)."""
         assert self.sink is not None
         t1 = time.perf_counter()
-        # the partitions' bulk requests go out together: Elasticsearch indexes them in parallel
-        results = await asyncio.gather(*(flush_until_indexed(self.sink, batch) for batch in batches))
+        # one bulk stream for the whole batch: per topic-partition requests are tiny at low load, and a local
+        # server pays per request (benchmarks/pipeline_throughput.py, the latency run)
+        combined = SinkBatch.combine(batches, self.input_topic.get_topic_name(), -1)
+        results = [await flush_until_indexed(self.sink, combined)] if combined.size else []
         self.counts["indexed"] += sum(result.indexed for result in results)
         refused = {await self._rejected(r, deliveries) for result in results for r in result.rejected} - {None}
         for topic, partition in sorted(refused):  # one flush per partition for the index stage's dead letters

@@ -227,6 +227,25 @@ class SinkBatch:
     def size(self) -> int:
         return len(self.actions) + len(self.rejected)
 
+    @classmethod
+    def combine(cls, batches: Sequence[SinkBatch], topic: str, partition: int) -> SinkBatch:
+        """One batch of several (one bulk stream instead of many small requests); its ``offset`` is None.
+
+        Rejections still name each document's own topic-partition.
+
+        Example:
+            >>> a, b = SinkBatch("t", 0, nbytes=10), SinkBatch("t", 1, nbytes=5)
+            >>> c = SinkBatch.combine([a, b], "t", -1)
+            >>> (c.partition, c.nbytes, c.offset)
+            (-1, 15, None)
+        """
+        combined = cls(topic, partition)
+        for batch in batches:
+            combined.actions += batch.actions
+            combined.rejected += batch.rejected
+            combined.nbytes += batch.nbytes
+        return combined
+
     def __len__(self) -> int:
         return self.size
 
@@ -273,6 +292,8 @@ class _Action:
     source: bytes
     document: Mapping[str, Any]
     offset: int | None
+    topic: str | None = None  # the source record's, for a rejection (a combined batch spans topic-partitions)
+    partition: int | None = None
 
     def bulk_action(self) -> dict[str, Any]:
         # The source is already JSON: the helper sends bytes through unchanged.
@@ -456,7 +477,7 @@ class ElasticsearchSink:
                 RejectedDocument(stream, index, doc_id, document, None, exc.error_type, exc.reason, topic, partition, offset)
             )
             return
-        batch.actions.append(_Action(stream, index, doc_id, source, document, offset))
+        batch.actions.append(_Action(stream, index, doc_id, source, document, offset, topic, partition))
         batch.nbytes += len(source)
 
     def batch(self, topic: str, partition: int) -> SinkBatch | None:
@@ -667,6 +688,8 @@ def _reason(info: Mapping[str, Any]) -> str:
 
 
 def _rejection(action: _Action, info: Mapping[str, Any], topic: str, partition: int) -> RejectedDocument:
+    if action.topic is not None and action.partition is not None:
+        topic, partition = action.topic, action.partition
     error = info.get("error")
     error_type = str(error.get("type", "error")) if isinstance(error, Mapping) else "error"
     return RejectedDocument(

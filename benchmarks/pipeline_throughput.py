@@ -154,8 +154,9 @@ class Worker:
 
     def check(self) -> None:
         if self.process.poll() is not None:  # a dead worker indexes nothing more: stop, do not wait out the limit
-            tail = self.log_path.read_text(errors="replace").splitlines()[-20:]
-            raise SystemExit(f"the worker stopped (exit {self.process.returncode}):\n" + "\n".join(tail))
+            lines = self.log_path.read_text(errors="replace").splitlines()
+            start = next((i for i, line in enumerate(lines) if "Traceback" in line or "Crashed" in line), len(lines) - 20)
+            raise SystemExit(f"the worker stopped (exit {self.process.returncode}):\n" + "\n".join(lines[start:start + 60]))
 
     def reports(self) -> list[tuple[dict, dict, dict]]:
         """Every periodic report so far: (counts, seconds per phase, latency ms)."""

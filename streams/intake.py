@@ -264,6 +264,7 @@ class CycleResult:
     records: int = 0
     batches: int = 0
     full: bool = False
+    commit_failed: bool = False
 
 
 class Intake:
@@ -386,7 +387,14 @@ class Intake:
             if self._failures:
                 failures, self._failures = self._failures, []
                 raise IntakeError(f"the broker did not take {len(failures)} intake batches: {failures[0]}")
-            self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False)
+            try:
+                self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                                     asynchronous=False)
+            except KafkaException as exc:
+                # e.g. a rebalance between the read and the commit: the records are forwarded already, so the
+                # partition's next reader forwards them again and the stages below drop the repeats by offset
+                result.commit_failed = True
+                log.warning("intake: committing after forwarding failed (%s); those records will be read again", exc)
             return result
 
     def _pause_or_resume(self) -> None:

@@ -48,3 +48,75 @@ def test_runs_keep_order_and_stay_within_the_limits_unless_one_record_is_larger(
     # greedy: a run ends only when the next record would not fit
     for run, following in zip(runs, runs[1:]):
         assert sum(len(r[4]) + 24 for r in run) + len(following[0][4]) + 24 > limit or len(run) == count
+
+
+class _Message:
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self._where = (topic, partition, offset)
+
+    def error(self):
+        return None
+
+    def timestamp(self):
+        return (1, 1_700_000_000_000 + self._where[2])
+
+    def topic(self):
+        return self._where[0]
+
+    def partition(self):
+        return self._where[1]
+
+    def offset(self):
+        return self._where[2]
+
+    def key(self):
+        return b"k"
+
+    def value(self):
+        return b"v"
+
+
+class _Consumer:
+    """Stands in for confluent-kafka's consumer: hands out messages once, then refuses the commit."""
+
+    def __init__(self, messages: list[_Message]) -> None:
+        self.messages = messages
+
+    def consume(self, _n: int, _timeout: float) -> list[_Message]:
+        messages, self.messages = self.messages, []
+        return messages
+
+    def commit(self, offsets, asynchronous: bool) -> None:
+        from confluent_kafka import KafkaError, KafkaException
+
+        raise KafkaException(KafkaError(KafkaError.REBALANCE_IN_PROGRESS))
+
+    def get_watermark_offsets(self, _tp, cached: bool):
+        return (0, 3)  # everything read: nothing holds the other topic back
+
+
+class _Producer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, bytes]] = []
+
+    def produce(self, _topic: str, value: bytes, partition: int, on_delivery) -> None:
+        self.sent.append((partition, value))
+
+    def flush(self, _timeout: float) -> int:
+        return 0
+
+
+def test_a_refused_commit_after_forwarding_is_reported_not_raised():
+    from driftline.settings import Settings
+    from driftline.streams.intake import Intake
+
+    settings = Settings(predictions_topic="m.predictions", feedback_topic="m.feedback")
+    intake = Intake(settings, max_records=10)
+    intake.consumer = _Consumer([_Message("m.predictions", 0, i) for i in range(3)]
+                                + [_Message("m.feedback", 0, i) for i in range(3)])
+    intake.producer = _Producer()
+    intake._assigned_tps = {("m.predictions", 0), ("m.feedback", 0)}
+    result = intake.cycle()
+    assert (result.records, result.commit_failed) == (6, True)
+    (partition, value), = intake.producer.sent
+    assert partition == 0 and len(IntakeBatch.decode(value)) == 6

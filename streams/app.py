@@ -164,7 +164,7 @@ class Pipeline:
                                                                         value_serializer="json"))
         self.detector_table = self._table("detectors", partitions, faust.Schema(
             key_type=str, key_serializer="raw", value_serializer="json"))
-        # changelog records through confluent-kafka: Faust's producer costs ~300 µs per record (streams/changelog.py)
+        # changelog records through confluent-kafka, not Faust's producer (a few hundred µs each): streams/changelog.py
         self.changelog = ChangelogProducer(settings.kafka_client_config())
         self.join_table.changelog_producer = self.detector_table.changelog_producer = self.changelog
         self.window_ms = int(settings.label_window_s * 1000)
@@ -472,11 +472,6 @@ class Pipeline:
         self.seconds["ingest.kafka_acks"] += t3 - t2
         self.seconds["ingest.table_writes"] += t4 - t3
 
-    async def drain(self) -> None:
-        """Wait for the batches being indexed (raises what one raised)."""
-        while self._in_flight:
-            await self._in_flight.popleft()
-
     async def _dead_letter(self, dead: DeadLetterRecord, deliveries: list[Any]) -> None:
         assert self.sink is not None
         self.counts[f"dead_letter.{dead.error_type}"] += 1
@@ -722,7 +717,7 @@ def create_app(settings: Settings) -> faust.App:
         pipeline.normalizer = pipeline.normalizer or pipeline.build_normalizer()
         await pipeline.start_catalog()
         await pipeline.start_sink()
-        # each event is an intake batch of up to batch_size records: take what is there, one per partition at most
+        # each event is an intake batch of up to batch_size records: take what is there, up to one per partition
         async for events in take_batches(stream, settings.topic_partitions, settings.intake_within_s):
             # acknowledged once indexed, while the next batch is computed; a failure stops the worker
             events.completion = await pipeline.ingest(events)

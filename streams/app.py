@@ -9,9 +9,10 @@ a batch):
     the dead-letter topic and index; join labels to predictions in event time
     (:mod:`.join`, on the ``join`` table); index predictions (sampled per
     model), joined outcomes and expired entries; send per-model-key
-    *observation batches* (errors, scores, latencies, numeric features) to the
-    observations topic, keyed by model key — the repartition step that puts
-    each detector in exactly one worker.
+    *observation batches* (each prediction's and outcome's window record, from
+    which the detect stage reads errors, scores, latencies and numeric
+    features) to the observations topic, keyed by model key — the repartition
+    step that puts each detector in exactly one worker.
 
 ``detect`` — on the observations topic
     feed each model key's :class:`~.detect.DetectorBank` (River detectors,
@@ -67,10 +68,8 @@ from driftline.streams.detect import (
     PREDICTION_CLOCK,
     DetectorBank,
     ModelKey,
-    Observation,
     ObservationBatch,
     WindowRecord,
-    observation_streams,
     split_batch,
 )
 from driftline.streams.intake import CycleResult, IntakeBatch, IntakeService, intake_topic
@@ -180,6 +179,7 @@ class Pipeline:
         self._in_flight: deque[asyncio.Future[None]] = deque()  # ingest batches being indexed, oldest first
         self._join_stores: dict[int, StagedStore] = {}  # per partition, the latest batch's join writes
         self._detect_lock = asyncio.Lock()
+        self._banks: dict[str, tuple[str, DetectorBank]] = {}  # per model key: its last checkpoint and the bank
         self.waiting: dict[str, int] = {}  # model keys whose banks hold values or open windows -> their partition
         self.session = uuid.uuid4().hex  # this worker process; banks reset their idle clocks on a new one
         self.partition_events: dict[int, EventT] = {}  # the latest observation event per partition (for the store)
@@ -352,90 +352,105 @@ class Pipeline:
     async def _prepare(self, by_partition: Mapping[int, tuple[EventT, list[RawRecord]]], now_ms: int,
                        deliveries: list[Any], touched: set[tuple[str, int]]) -> list[tuple[int, EventT, StagedStore]]:
         """Normalize and join the records, buffer their documents in the sink, send their observations."""
-        assert self.normalizer is not None and self.sink is not None
+        assert self.sink is not None
         staged: list[tuple[int, EventT, StagedStore]] = []
         for partition, (last_event, records) in sorted(by_partition.items()):
-            normalized, dead_letters = self.normalizer.normalize_batch(records, now_ms)
-            for dead in dead_letters:
-                await self._dead_letter(dead, deliveries)
-                touched.add((dead.source_topic, partition))
-
-            predictions = [e for e in normalized if e.kind is EventKind.PREDICTION]
-            feedbacks = [e for e in normalized if e.kind is EventKind.FEEDBACK]
             # over the previous batch's writes, which may not be committed yet
             below = self._join_stores.get(partition)
             store = self._join_stores[partition] = StagedStore(self.join_table if below is None else below)
-            joiner = LabelJoiner(store, window_ms=self.window_ms, namespace=str(partition))
-            result = joiner.join_batch([_with_time(e) for e in predictions], [_with_time(e) for e in feedbacks])
             staged.append((partition, last_event, store))
+            prepared = self.prepare_partition(partition, records, now_ms, store)
+            for dead in prepared.dead_letters:
+                await self._dead_letter(dead, deliveries)
+                touched.add((dead.source_topic, partition))
+            for stream, document, topic, offset in prepared.documents:
+                self.sink.add(stream, document, topic=topic, partition=partition, offset=offset)
+                touched.add((topic, partition))
+            for batch in prepared.batches:
+                for part in split_batch(batch):  # each message well below Kafka's size limit
+                    deliveries.append(await self.observations_topic.send(key=batch.key.encode().encode(),
+                                                                         value=part.to_json()))
+                    self.counts["observation_batches_sent"] += 1
+        return staged
 
-            observations: dict[ModelKey, list[Observation]] = defaultdict(list)
-            records: dict[ModelKey, list[WindowRecord]] = defaultdict(list)
-            for event in predictions:
-                doc = event.document
-                model = doc["model"]
-                keep = sampled(event.request_id, self.sample_rate(model["name"]))
+    def prepare_partition(self, partition: int, records: Sequence[RawRecord], now_ms: int,
+                          store: StagedStore) -> PreparedPartition:
+        """Normalize and join one partition's records (join writes go to ``store``); no I/O.
+
+        Returns the dead letters, the documents to index (predictions sampled
+        per model, joined outcomes, anomalies) and one observation batch per
+        model key: each prediction's and outcome's window record, from which
+        the detect stage reads the detectors' values too.
+        """
+        assert self.normalizer is not None
+        normalized, dead_letters = self.normalizer.normalize_batch(records, now_ms)
+        prepared = PreparedPartition(dead_letters)
+        documents = prepared.documents
+        predictions = [e for e in normalized if e.kind is EventKind.PREDICTION]
+        feedbacks = [e for e in normalized if e.kind is EventKind.FEEDBACK]
+        joiner = LabelJoiner(store, window_ms=self.window_ms, namespace=str(partition))
+        result = joiner.join_batch([_with_time(e) for e in predictions], [_with_time(e) for e in feedbacks])
+
+        rows: dict[ModelKey, list[WindowRecord]] = defaultdict(list)
+        keys_of: dict[tuple[str, str], list[ModelKey]] = {}  # without slices, the keys depend on the model only
+        sliced = bool(self.settings.slice_keys or self.slice_specs)
+        for event in predictions:
+            doc = event.document
+            model = doc["model"]
+            keep = sampled(event.request_id, self.sample_rate(model["name"]))
+            if keep:
+                documents.append(("predictions", doc, event.topic, event.offset))
+            validator = self.validator(model["name"], model["version"]) if self.windows_enabled else None
+            anomalies = validator.validate(doc) if validator is not None else []
+            if anomalies:
+                self.counts["anomalies"] += len(anomalies)
                 if keep:
-                    self.sink.add("predictions", doc, topic=event.topic, partition=partition, offset=event.offset)
-                    touched.add((event.topic, partition))
-                validator = self.validator(model["name"], model["version"]) if self.windows_enabled else None
-                anomalies = validator.validate(doc) if validator is not None else []
-                if anomalies:
-                    self.counts["anomalies"] += len(anomalies)
-                    if keep:
-                        for anomaly in anomalies:
-                            self.sink.add("anomalies", anomaly_document(anomaly, model["name"], model["version"],
+                    for anomaly in anomalies:
+                        documents.append(("anomalies", anomaly_document(anomaly, model["name"], model["version"],
                                                                         event.timestamp_ms, event.request_id,
                                                                         doc.get("labels")),
-                                          topic=event.topic, partition=partition, offset=event.offset)
-                record = prediction_record(doc, anomalies) if self.windows_enabled else {}
-                prediction = doc.get("prediction") or {}
-                values = list(observation_streams(None, prediction.get("score"), doc.get("latency_ms"),
-                                                  (doc.get("features") or {}).get("numeric") or {}))
-                for key in self.model_keys(model["name"], model["version"], doc):
-                    observations[key].extend(
-                        (stream, value, event.timestamp_ms, event.topic, event.offset) for stream, value in values
-                    )
-                    if self.windows_enabled:
-                        records[key].append((PREDICTION, record, event.timestamp_ms, event.topic, event.offset))
-            # an outcome is attributed to the record that completed it (the label, usually)
-            completing = {e.request_id: e for e in predictions}
-            completing.update({e.request_id: e for e in feedbacks})
-            for outcome in result.outcomes:
-                doc = _indexable(outcome.document)
-                source = completing[outcome.id]
-                if sampled(outcome.id, self.settings.outcome_sample_rate):
-                    self.sink.add("outcomes", doc, topic=source.topic, partition=partition, offset=source.offset)
-                    touched.add((source.topic, partition))
-                error = (doc.get("outcome") or {}).get("error")
-                model = doc["model"]
-                # ordered by when the outcome became known: the later of prediction and label time
-                predicted_ms = _ms(outcome.document)
-                known_ms = max(predicted_ms, predicted_ms + int((doc.get("feedback") or {}).get("delay_ms") or 0))
-                record = outcome_record(doc) if self.windows_enabled else {}
-                for key in self.model_keys(model["name"], model["version"], doc):
-                    if error is not None:
-                        observations[key].append(("error", float(error), known_ms, source.topic, source.offset))
-                    if self.windows_enabled:
-                        records[key].append((OUTCOME, record, known_ms, source.topic, source.offset))
-            for expired in result.expired:
-                self.counts[f"expired_{expired.kind}"] += 1
-            total = result.total()
-            self.counts["joined"] += len(result.outcomes)
-            self.counts["duplicates"] += total.duplicates
+                                          event.topic, event.offset))
+            row = (PREDICTION, prediction_record(doc, anomalies), event.timestamp_ms, event.topic, event.offset)
+            for key in self._keys_of(model, doc, keys_of, sliced):
+                rows[key].append(row)
+        # an outcome is attributed to the record that completed it (the label, usually)
+        completing = {e.request_id: e for e in predictions}
+        completing.update({e.request_id: e for e in feedbacks})
+        for outcome in result.outcomes:
+            doc = _indexable(outcome.document)
+            source = completing[outcome.id]
+            if sampled(outcome.id, self.settings.outcome_sample_rate):
+                documents.append(("outcomes", doc, source.topic, source.offset))
+            model = doc["model"]
+            # ordered by when the outcome became known: the later of prediction and label time
+            predicted_ms = _ms(outcome.document)
+            known_ms = max(predicted_ms, predicted_ms + int((doc.get("feedback") or {}).get("delay_ms") or 0))
+            row = (OUTCOME, outcome_record(doc), known_ms, source.topic, source.offset)
+            for key in self._keys_of(model, doc, keys_of, sliced):
+                rows[key].append(row)
+        for expired in result.expired:
+            self.counts[f"expired_{expired.kind}"] += 1
+        total = result.total()
+        self.counts["joined"] += len(result.outcomes)
+        self.counts["duplicates"] += total.duplicates
 
-            marks = {}
-            if predictions:
-                marks[PREDICTION_CLOCK] = max(e.timestamp_ms for e in predictions)
-            if result.watermark_ms is not None:
-                marks[JOIN_CLOCK] = result.watermark_ms
-            for key in observations.keys() | records.keys():
-                batch = ObservationBatch(key, partition, marks, observations.get(key, []), records.get(key, []))
-                for part in split_batch(batch):  # each message well below Kafka's size limit
-                    deliveries.append(await self.observations_topic.send(key=key.encode().encode(), value=part.to_json()))
-                    self.counts["observation_batches_sent"] += 1
+        marks = {}
+        if predictions:
+            marks[PREDICTION_CLOCK] = max(e.timestamp_ms for e in predictions)
+        if result.watermark_ms is not None:
+            marks[JOIN_CLOCK] = result.watermark_ms
+        prepared.batches = [ObservationBatch(key, partition, marks, [], key_rows) for key, key_rows in rows.items()]
+        return prepared
 
-        return staged
+    def _keys_of(self, model: Mapping[str, str], document: Mapping[str, Any],
+                 cache: dict[tuple[str, str], list[ModelKey]], sliced: bool) -> list[ModelKey]:
+        if sliced:
+            return self.model_keys(model["name"], model["version"], document)
+        name_version = (model["name"], model["version"])
+        keys = cache.get(name_version)
+        if keys is None:
+            keys = cache[name_version] = self.model_keys(model["name"], model["version"], document)
+        return keys
 
     async def _complete(self, batches: list[SinkBatch], deliveries: list[Any],
                         staged: list[tuple[int, EventT, StagedStore]],
@@ -532,10 +547,23 @@ class Pipeline:
                             windows=WindowSet(model_key, self.window_settings) if self.windows_enabled else None)
 
     def load_bank(self, key: str) -> DetectorBank | None:
-        """The key's bank from the table (its window settings those of this worker), or None."""
+        """The key's bank (its window settings those of this worker), or None if the table has none.
+
+        The bank this worker last checkpointed stays in memory: it is used as
+        long as the table still holds that checkpoint (unpickling a bank with
+        open windows costs milliseconds, once per detect batch otherwise). A
+        checkpoint written elsewhere (another worker, before a rebalance) is
+        loaded from the table.
+        """
         stored = self.detector_table.get(key)
         if not stored:
             return None
+        cached = self._banks.get(key)
+        if cached is not None and (cached[0] is stored or cached[0] == stored):
+            return cached[1]
+        return self.bank_from_checkpoint(stored)
+
+    def bank_from_checkpoint(self, stored: str) -> DetectorBank:
         bank = DetectorBank.loads(stored)
         windows = getattr(bank, "windows", None)
         if not self.windows_enabled:
@@ -545,6 +573,12 @@ class Pipeline:
         else:
             windows.settings = self.window_settings
         return bank
+
+    def checkpoint_bank(self, key: str, bank: DetectorBank) -> None:
+        """Write the bank to the table (one changelog record), and keep it in memory for the next batch."""
+        text = bank.dumps()
+        self.detector_table[key] = text
+        self._banks[key] = (text, bank)
 
     def baseline_of(self, bank: DetectorBank) -> Baseline | None:
         return self.catalog.get(bank.key.model, bank.key.version)
@@ -616,7 +650,7 @@ class Pipeline:
                 await self.webhook.deliver(alert.document(), key=alert.id)
         for partition, key, bank, _ in updates:
             with partition_scope(partition, self.partition_events.get(partition)):
-                self.detector_table[key] = bank.dumps()
+                self.checkpoint_bank(key, bank)
             if bank.holding:
                 self.waiting[key] = partition
             else:
@@ -625,6 +659,17 @@ class Pipeline:
         started = time.perf_counter()
         await self.seal(self.detector_table, [(p, self.partition_events.get(p)) for p in partitions])
         self.seconds["detect.seal"] += time.perf_counter() - started
+
+
+@dataclasses.dataclass
+class PreparedPartition:
+    """What one partition's records become on the ingest path (:meth:`Pipeline.prepare_partition`)."""
+
+    dead_letters: list[DeadLetterRecord]
+    #: (index stream, document, source topic, source offset)
+    documents: list[tuple[str, dict[str, Any], str, int]] = dataclasses.field(default_factory=list)
+    #: one per model key, before splitting to Kafka's size limit
+    batches: list[ObservationBatch] = dataclasses.field(default_factory=list)
 
 
 def window_settings(settings: Settings) -> WindowSettings:

@@ -2,10 +2,13 @@
 
 The ingest stage sends *observation batches* to the detect stage, keyed by
 model key (model, version and optionally one slice): each batch holds the
-values of the monitored streams — ``error`` (concept drift), ``score``
-(prediction drift), ``latency`` (system) and ``feature.<name>`` (data
-drift) — from records of one source partition, each with its event time and
-the topic and offset of the record it came from, plus that partition's clocks.
+window records (:mod:`.windows`) of one source partition's predictions and
+joined outcomes, each with its event time and the topic and offset of the
+record it came from, plus that partition's clocks. The values of the
+monitored streams — ``error`` (concept drift), ``score`` (prediction drift),
+``latency`` (system) and ``feature.<name>`` (data drift) — are read from the
+records (:func:`record_values`), so each value crosses the topic once; a batch
+may also carry values of its own (``observations``).
 
 Before the detectors, values are put back in event-time order (see
 :class:`DetectorBank`): the alarms then depend only on the input, not on the
@@ -97,6 +100,29 @@ def clock_of(stream: str) -> str:
 Observation = tuple[str, float, int, str, int]
 #: One record for the windows (:mod:`.windows`): (kind ``p``/``o``, fields, event time ms, source topic, source offset).
 WindowRecord = tuple[str, dict[str, Any], int, str, int]
+#: Window record kinds: a prediction, a joined outcome (same values as :data:`.windows.PREDICTION` / ``OUTCOME``).
+PREDICTION_RECORD, OUTCOME_RECORD = "p", "o"
+
+
+def record_values(kind: str, record: Mapping[str, Any]) -> list[tuple[str, float]]:
+    """The (stream, value) pairs a window record feeds the detectors, and the clock that orders them.
+
+    A prediction (``p``) gives its score, latency and numeric features, on the
+    prediction clock; a joined outcome (``o``) its error, on the join clock.
+
+    Example:
+        >>> record_values("p", {"prediction": {"score": 0.8}, "latency_ms": 12.0, "features": {"numeric": {"x": 3.0}}})
+        [('score', 0.8), ('latency', 12.0), ('feature.x', 3.0)]
+        >>> record_values("o", {"outcome": {"error": 1.0}})
+        [('error', 1.0)]
+    """
+    if kind == PREDICTION_RECORD:
+        prediction = record.get("prediction") or {}
+        features = record.get("features") or {}
+        return list(observation_streams(None, prediction.get("score"), record.get("latency_ms"),
+                                        features.get("numeric") or {}))
+    error = (record.get("outcome") or {}).get("error")
+    return [] if error is None else [("error", float(error))]
 
 
 @dataclass(slots=True)
@@ -106,6 +132,8 @@ class ObservationBatch:
     ``marks`` holds, per clock, the latest event time the ingest stage had seen
     in ``source_partition`` when it sent the batch: every later value from that
     partition on that clock is at least as recent (for in-order input).
+    The detectors get the values of ``records`` (:func:`record_values`) and
+    those of ``observations``.
     """
 
     key: ModelKey
@@ -121,8 +149,9 @@ class ObservationBatch:
             "slice": dict(self.key.slice),
             "partition": self.source_partition,
             "marks": self.marks,
-            "obs": self.observations,
         }
+        if self.observations:
+            body["obs"] = self.observations
         if self.records:
             body["rec"] = self.records
         return orjson.dumps(body)  # ~3x faster than json both ways: this is per event on the hot path
@@ -136,7 +165,7 @@ class ObservationBatch:
             ModelKey(obj["model"], obj["version"], obj.get("slice") or {}),
             int(obj["partition"]),
             {str(k): int(v) for k, v in obj["marks"].items()},
-            list(map(tuple, obj["obs"])),
+            list(map(tuple, obj.get("obs") or ())),
             list(map(tuple, obj.get("rec") or ())),
         )
 
@@ -217,8 +246,9 @@ class DetectorBank:
         self.heard_ms: dict[int, int] = {}  # wall time a partition last sent a batch
         self.created_ms: int | None = None
         self.session: str | None = None  # the worker process that last used the bank
-        # heaps of (time, partition, topic, offset, index in batch, stream, value)
-        self.pending: dict[str, list[tuple[int, int, str, int, int, str, float]]] = {PREDICTION_CLOCK: [], JOIN_CLOCK: []}
+        # heaps of (time, partition, topic, offset, index in batch, ((stream, value), ...)): one entry per source record
+        self.pending: dict[str, list[tuple[int, int, str, int, int, tuple[tuple[str, float], ...]]]] = {
+            PREDICTION_CLOCK: [], JOIN_CLOCK: []}
         self.replayed = 0  # observations skipped as already received
         self.windows = windows
         self.outbox: list[tuple[str, dict[str, Any]]] = []  # window documents to index (see take_documents)
@@ -230,7 +260,7 @@ class DetectorBank:
 
     @property
     def waiting(self) -> int:
-        """Values received but not yet released to the detectors."""
+        """Source records whose values were received but not yet released to the detectors."""
         return sum(len(heap) for heap in self.pending.values())
 
     @property
@@ -270,16 +300,23 @@ class DetectorBank:
             self.created_ms = now_ms
         # one record's values all travel in one batch: compare with what was received before it
         before = dict(self.received)
+        pending, push = self.pending, heapq.heappush
         for index, (stream, value, event_ms, topic, offset) in enumerate(batch.observations):
             if not self._fresh(topic, partition, offset, before):
                 continue
-            heapq.heappush(self.pending[clock_of(stream)], (event_ms, partition, topic, offset, index, stream, value))
+            push(pending[clock_of(stream)], (event_ms, partition, topic, offset, index, ((stream, value),)))
         windows = getattr(self, "windows", None)
+        index = len(batch.observations)
         for kind, record, event_ms, topic, offset in batch.records:
+            index += 1
             if not self._fresh(topic, partition, offset, before):
                 continue
             if windows is not None:
                 windows.add(kind, record, event_ms, baseline)
+            values = record_values(kind, record)
+            if values:
+                clock = PREDICTION_CLOCK if kind == PREDICTION_RECORD else JOIN_CLOCK
+                push(pending[clock], (event_ms, partition, topic, offset, index, tuple(values)))
         for clock, mark in batch.marks.items():
             marks = self.marks.setdefault(clock, {})
             marks[partition] = max(mark, marks.get(partition, mark))
@@ -314,8 +351,12 @@ class DetectorBank:
             watermark = self.watermark(clock, now_ms)
             ready: dict[str, list[tuple[float, int]]] = {}
             while heap and heap[0][0] < watermark:
-                event_ms, _, _, _, _, stream, value = heapq.heappop(heap)
-                ready.setdefault(stream, []).append((value, event_ms))
+                entry = heapq.heappop(heap)
+                event_ms, values = entry[0], entry[5]
+                if isinstance(values, str):  # one value per entry, as checkpoints before record entries hold them
+                    values = ((values, entry[6]),)
+                for stream, value in values:
+                    ready.setdefault(stream, []).append((value, event_ms))
             for stream, values in ready.items():
                 det = self.detector(stream)
                 start = det.position

@@ -26,11 +26,23 @@ class ModelKey:
     model: str
     version: str
     slice: Mapping[str, str] = field(default_factory=dict)
+    # the encoded key, computed once: keys are hashed several times per event on the ingest path
+    _encoded: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_encoded", self._encode())
+
+    def _encode(self) -> str:
+        parts = [self.model, self.version] + [f"{k}={v}" for k, v in sorted(self.slice.items())]
+        return "|".join(p.replace("|", "/") for p in parts)
 
     def encode(self) -> str:
         """The Kafka and table key (stable: slice attributes sorted)."""
-        parts = [self.model, self.version] + [f"{k}={v}" for k, v in sorted(self.slice.items())]
-        return "|".join(p.replace("|", "/") for p in parts)
+        try:
+            return self._encoded
+        except AttributeError:  # unpickled from a checkpoint written before the key was cached
+            object.__setattr__(self, "_encoded", self._encode())
+            return self._encoded
 
     @classmethod
     def decode(cls, text: str) -> "ModelKey":

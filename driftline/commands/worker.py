@@ -36,10 +36,12 @@ def worker(
 
     from driftline.connectors.kafka_admin import driftline_topics, ensure_topics
     from driftline.streams.app import create_app
+    from driftline.streams.collector import tune_garbage_collector
 
     ensure_topics(settings, driftline_topics(settings))
     (settings.worker_dir / settings.app_id).mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
     logging.getLogger("driftline").setLevel(logging.INFO)
     logging.getLogger("elastic_transport").setLevel(logging.WARNING)
+    tune_garbage_collector()  # the default thresholds cost a fifth of the worker's CPU: streams/collector.py
     faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -155,3 +155,50 @@ def test_a_restart_does_not_count_as_silence():
     restored.resume("second", 600_000)  # the worker was down ten minutes
     assert restored.release(600_000) == [] and restored.waiting == 1, "downtime made partition 1 look idle"
     assert restored.release(630_000) == [] and restored.waiting == 0  # really silent for 30 s now
+
+
+def outcome_batches(values: list[float], size: int = 250) -> list[ObservationBatch]:
+    """The batches of ``batches``, as the ingest stage sends them: joined-outcome window records."""
+    out = []
+    for start in range(0, len(values), size):
+        rows = [("o", {"outcome": {"error": v}}, 1_000 * (start + i), "feedback", start + i)
+                for i, v in enumerate(values[start:start + size])]
+        out.append(ObservationBatch(KEY, 0, {"j": rows[-1][2] + 1}, [], rows))
+    return out
+
+
+def test_values_read_from_records_raise_the_alarms_of_the_same_values_sent_as_observations():
+    values = error_stream()
+    from_records, explicit = DetectorBank(KEY), DetectorBank(KEY)
+    found = [e.position for b in outcome_batches(values) for e in from_records.apply(b)]
+    assert found and found == [e.position for b in batches(values) for e in explicit.apply(b)]
+    assert from_records.positions == explicit.positions == {"error": len(values)}
+
+
+def test_prediction_records_feed_score_latency_and_every_numeric_feature_once_each():
+    bank = DetectorBank(KEY)
+    record = {"prediction": {"score": 0.4}, "latency_ms": 3.0, "features": {"numeric": {"amount": 1.0, "age": 2.0}}}
+    batch = ObservationBatch(KEY, 0, {"p": 10}, [], [("p", record, 5, "predictions", 0), ("p", record, 6, "predictions", 1)])
+    bank.apply(batch)
+    bank.apply(batch)  # redelivered: skipped per source record
+    assert bank.positions == {"score": 2, "latency": 2, "feature.amount": 2, "feature.age": 2}
+    assert bank.replayed == 2 and bank.waiting == 0
+
+
+def test_a_checkpoint_holding_one_value_per_pending_entry_still_releases_them():
+    bank = DetectorBank(KEY)
+    bank.pending["j"] = [(1_000, 0, "feedback", 0, 0, "error", 1.0), (2_000, 0, "feedback", 1, 0, "error", 0.0)]
+    bank.marks["j"][0] = 5_000
+    bank.release()
+    assert bank.positions == {"error": 2} and bank.waiting == 0
+
+
+def test_model_keys_hash_and_compare_by_value_and_survive_pickling():
+    import pickle
+
+    key = ModelKey("fraud", "v1", {"region": "eu"})
+    assert hash(key) == hash(ModelKey("fraud", "v1", {"region": "eu"})) and key == pickle.loads(pickle.dumps(key))
+    assert key != ModelKey("fraud", "v1") and {key: 1}[ModelKey("fraud", "v1", {"region": "eu"})] == 1
+    old = ModelKey.__new__(ModelKey)  # unpickled from a checkpoint written before keys cached their encoding
+    ModelKey.__setstate__(old, ["fraud", "v1", {"region": "eu"}])
+    assert old.encode() == "fraud|v1|region=eu" and old == key

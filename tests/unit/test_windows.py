@@ -256,20 +256,17 @@ def test_a_bank_checkpoint_is_compressed_and_older_uncompressed_ones_still_load(
 
 
 def test_a_batch_split_into_parts_feeds_a_bank_exactly_as_the_whole_batch():
-    from driftline.streams.detect import observation_streams, split_batch
+    from driftline.streams.detect import split_batch
 
     rng = np.random.default_rng(4)
     baseline = training_baseline()
     whole_batches = []
     for b in range(6):
-        obs, records = [], []
+        records = []
         for i in range(b * 300, (b + 1) * 300):
             doc = serving(rng, shift=1.5 if i > 900 else 0.0)
-            t = i * 100
-            obs += [(s, v, t, "preds", i) for s, v in observation_streams(
-                None, doc["prediction"]["score"], doc["latency_ms"], doc["features"]["numeric"])]
-            records.append((PREDICTION, prediction_record(doc, []), t, "preds", i))
-        whole_batches.append(ObservationBatch(KEY, 0, {"p": (b + 1) * 300 * 100}, obs, records))
+            records.append((PREDICTION, prediction_record(doc, []), i * 100, "preds", i))
+        whole_batches.append(ObservationBatch(KEY, 0, {"p": (b + 1) * 300 * 100}, [], records))
 
     def run(batches):
         bank = DetectorBank(KEY, partitions=1, windows=WindowSet(KEY, SETTINGS))

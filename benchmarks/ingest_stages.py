@@ -1,0 +1,147 @@
+"""CPU cost per request of the worker's own work, stage by stage, without servers or Faust.
+
+The simulated fraud model's traffic (each request one prediction and one
+feedback event, Avro-encoded as the producer API sends them), cut into the
+worker's batches: ``--batch`` records per source partition, partitions
+round-robin, predictions and labels in timestamp order as the intake releases
+them. Everything runs in this process through the classes the worker uses:
+
+1. ``normalize``: ``Normalizer.normalize_batch`` (decode, validate, canonicalize, pseudonymize);
+2. ``prepare``: ``Pipeline.prepare_partition`` = normalize + the label join (on
+   a staged store over a dict, as over the memory table) + the documents to
+   index + one observation batch per model key;
+3. ``encode``: the observation batches split to Kafka's size limit and encoded;
+4. ``detect``: decoded, then applied to each model key's ``DetectorBank``
+   (reorder, River detectors, windows), the bank checkpointed once per batch
+   of observation batches as the detect agent does.
+
+Each stage is timed in CPU seconds of this thread per request, twice: with
+Python's default garbage-collector thresholds, then tuned as the worker tunes
+them (``streams/collector.py``). Windows on, as by default; no baseline.
+
+Run:
+    python benchmarks/ingest_stages.py                    # 20,000 requests
+    python benchmarks/ingest_stages.py --requests 50000 --batch 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import faust  # noqa: E402
+
+from driftline.connectors.codec import make_codec  # noqa: E402
+from driftline.settings import Settings  # noqa: E402
+from driftline.simulation import SimulatedService  # noqa: E402
+from driftline.streams.app import Pipeline  # noqa: E402
+from driftline.streams.collector import tune_garbage_collector  # noqa: E402
+from driftline.streams.detect import DetectorBank, ObservationBatch, split_batch  # noqa: E402
+from driftline.streams.normalize import RawRecord  # noqa: E402
+from driftline.streams.staging import StagedStore  # noqa: E402
+
+#: A fixed benchmark key; never use a key from source code in production.
+KEY = "benchmark-key-benchmark-key-0123"
+
+
+def partition_batches(settings: Settings, requests: int, batch: int) -> list[tuple[int, list[RawRecord]]]:
+    """The traffic as the ingest agent gets it: (partition, records) batches, partitions taking turns."""
+    traffic = SimulatedService(n=requests, malformed_count=0).traffic()
+    by_partition: dict[int, list[RawRecord]] = defaultdict(list)
+    partitions = settings.topic_partitions
+    for topic, codec, events in ((settings.predictions_topic, "prediction_event", traffic.predictions),
+                                 (settings.feedback_topic, "feedback_event", traffic.feedback)):
+        for i, value in enumerate(make_codec(codec).encode_many(events)):
+            p = i % partitions
+            by_partition[p].append(RawRecord(value, None, topic, p, i // partitions, events[i]["timestamp"]))
+    for records in by_partition.values():
+        records.sort(key=lambda r: (r.timestamp_ms, r.topic))
+    longest = max(len(records) for records in by_partition.values())
+    return [(p, by_partition[p][start:start + batch]) for start in range(0, longest, batch)
+            for p in sorted(by_partition) if by_partition[p][start:start + batch]]
+
+
+def cpu(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.thread_time()
+    result = fn()
+    return time.thread_time() - start, result
+
+
+def run(settings: Settings, batches: list[tuple[int, list[RawRecord]]], detect_batch: int) -> dict[str, float]:
+    """CPU seconds per stage over all batches, with a fresh pipeline (empty join store, no banks)."""
+    pipeline = Pipeline(faust.App(f"bench-{id(batches)}", broker="kafka://localhost:1"), settings)
+    pipeline.normalizer = pipeline.build_normalizer()
+    seconds: dict[str, float] = defaultdict(float)
+    join: dict = {}
+    encoded: list[tuple[str, bytes]] = []
+    now_ms = int(time.time() * 1000)
+    for partition, records in batches:
+        spent, _ = cpu(lambda: pipeline.normalizer.normalize_batch(records, now_ms))
+        seconds["normalize"] += spent
+        store = StagedStore(join)
+        spent, prepared = cpu(lambda: pipeline.prepare_partition(partition, records, now_ms, store))
+        seconds["prepare"] += spent
+        store.commit()
+        spent, messages = cpu(lambda: [(b.key.encode(), part.to_json()) for b in prepared.batches
+                                       for part in split_batch(b)])
+        seconds["encode"] += spent
+        encoded += messages
+    pipeline.detector_table = {}  # a dict in place of the table: the store, without its changelog
+
+    def detect(messages: list[tuple[str, bytes]]) -> None:
+        by_key: dict[str, list[ObservationBatch]] = defaultdict(list)
+        for key, value in messages:
+            by_key[key].append(ObservationBatch.from_json(value))
+        for key, observation_batches in by_key.items():
+            bank = pipeline.load_bank(key) or pipeline.new_bank(key)
+            for batch in observation_batches:
+                bank.apply(batch, now_ms)
+            bank.take_documents()
+            pipeline.checkpoint_bank(key, bank)
+
+    for start in range(0, len(encoded), detect_batch):
+        spent, _ = cpu(lambda: detect(encoded[start:start + detect_batch]))
+        seconds["detect"] += spent
+    seconds["prepare (without normalize)"] = seconds["prepare"] - seconds["normalize"]
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=20_000, help="requests (a prediction and its feedback)")
+    parser.add_argument("--batch", type=int, default=1_000, help="records per partition batch (the intake's batch size)")
+    parser.add_argument("--detect-batch", type=int, default=8, help="observation batches per detect batch")
+    args = parser.parse_args(argv)
+    settings = Settings(pseudonymization_key=KEY, app_id="bench-stages")
+    print(f"encoding {args.requests:,} requests ...", flush=True)
+    batches = partition_batches(settings, args.requests, args.batch)
+    results = {}
+    for label, tune in (("default gc", False), ("tuned gc", True)):
+        if tune:
+            tune_garbage_collector()
+        print(f"running the stages ({label}) ...", flush=True)
+        results[label] = run(settings, batches, args.detect_batch)
+    print(f"\nCPU µs per request (a prediction and its feedback), {args.requests:,} requests\n")
+    print("| stage | default gc | tuned gc |")
+    print("| --- | --- | --- |")
+    for stage in ("normalize", "prepare (without normalize)", "encode", "detect"):
+        print(f"| {stage} | {results['default gc'][stage] / args.requests * 1e6:.0f} "
+              f"| {results['tuned gc'][stage] / args.requests * 1e6:.0f} |")
+    totals = {label: sum(r[s] for s in ("prepare", "encode", "detect")) for label, r in results.items()}
+    print(f"| **total** | {totals['default gc'] / args.requests * 1e6:.0f} | {totals['tuned gc'] / args.requests * 1e6:.0f} |")
+    print(f"\none core's ceiling with the tuned collector: {args.requests / totals['tuned gc']:,.0f} requests/s "
+          "(before Faust, Kafka and Elasticsearch)")
+    gc.unfreeze()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

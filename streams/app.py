@@ -88,7 +88,7 @@ from driftline.streams.windows import (
 )
 from driftline.streams.normalize import DeadLetterRecord, EventKind, NormalizedEvent, Normalizer, RawRecord
 from driftline.streams.staging import StagedStore
-from driftline.streams.tables import PartitionTable, partition_scope
+from driftline.streams.tables import PartitionTable, get_text, partition_scope, put_text
 
 log = logging.getLogger(__name__)
 
@@ -555,13 +555,13 @@ class Pipeline:
         checkpoint written elsewhere (another worker, before a rebalance) is
         loaded from the table.
         """
-        stored = self.detector_table.get(key)
+        stored = self.detector_table.get(key)  # the checkpoint, or the head of its parts
         if not stored:
             return None
         cached = self._banks.get(key)
         if cached is not None and (cached[0] is stored or cached[0] == stored):
             return cached[1]
-        return self.bank_from_checkpoint(stored)
+        return self.bank_from_checkpoint(get_text(self.detector_table, key))
 
     def bank_from_checkpoint(self, stored: str) -> DetectorBank:
         bank = DetectorBank.loads(stored)
@@ -575,10 +575,9 @@ class Pipeline:
         return bank
 
     def checkpoint_bank(self, key: str, bank: DetectorBank) -> None:
-        """Write the bank to the table (one changelog record), and keep it in memory for the next batch."""
-        text = bank.dumps()
-        self.detector_table[key] = text
-        self._banks[key] = (text, bank)
+        """Write the bank to the table (one changelog record, or its parts and their head if it is long),
+        and keep it in memory for the next batch."""
+        self._banks[key] = (put_text(self.detector_table, key, bank.dumps()), bank)
 
     def baseline_of(self, bank: DetectorBank) -> Baseline | None:
         return self.catalog.get(bank.key.model, bank.key.version)

@@ -53,8 +53,10 @@ from driftline.streams.windows import WindowSet
 
 log = logging.getLogger(__name__)
 
-#: Largest checkpoint of one bank (encoded): below Kafka's default message limit of 1 MB, with room to spare.
-MAX_STATE_BYTES = 900_000
+#: Largest checkpoint of one bank (encoded) before its windows' accumulators are dropped. The table writes a
+#: longer checkpoint in parts below Kafka's message limit (:func:`~.tables.put_text`); this bounds the cost of
+#: writing it once per batch. Values held back for a lagging partition are never dropped.
+MAX_STATE_BYTES = 4_000_000
 
 #: Which detector stream kind (and drift kind of the alert) a stream name belongs to.
 STREAM_KINDS: dict[str, tuple[str, str]] = {
@@ -400,8 +402,8 @@ class DetectorBank:
         """The bank as text for a table: pickled (River detectors are plain picklable objects), zlib, base64.
 
         Tables hold it as a JSON string, which every Faust store keeps as is;
-        each write is one changelog record, which must stay below Kafka's
-        message size limit (1 MB by default). Window samples make most of a
+        a text too long for one changelog record is written in parts
+        (:func:`~.tables.put_text`). Window samples make most of a
         bank's size and compress about 2.3 times (level 1: ~3 ms for 300 kB).
         A bank still above :data:`MAX_STATE_BYTES` drops the previous window's
         accumulators first (no window-over-window comparison for the next

@@ -24,6 +24,13 @@ own, after the batch's writes were flushed: the last batch is then that seal
 alone, and every real write lies below the reported high watermark. The stages
 seal after each batch's table writes, before the batch is acknowledged.
 
+**Long values.** A changelog record must stay below the broker's message
+size limit (1 MB by default; Tansu's too). :func:`put_text` writes a longer
+text value in parts, each one record, and a short *head* under the key that
+names them; :func:`get_text` reads it back. The parts alternate between two
+slots, so a worker killed between the parts and the head leaves the previous
+head and its parts whole.
+
 Example:
     >>> # inside an agent, for the records of source partition 2 (event: one of them):
     >>> # with partition_scope(2, event):
@@ -32,9 +39,10 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 import weakref
+import zlib
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
@@ -72,6 +80,57 @@ def partition_scope(partition: int, event: Any | None = None) -> Iterator[None]:
 
 #: The key of the seal record (never a request id or model key).
 SEAL_KEY = "\x00driftline-seal"
+
+#: Text values longer than this are written in parts (one changelog record each, JSON-quoted: below 1 MB).
+PART_CHARS = 800_000
+_PARTS = "\x00parts"
+
+
+class PartsError(RuntimeError):
+    """A value's parts do not match its head (a table not restored whole)."""
+
+
+def put_text(table: MutableMapping[str, Any], key: str, text: str, part_chars: int = PART_CHARS) -> str:
+    """Write ``text`` under ``key``, in parts if it is longer than ``part_chars``; return what ``key`` now holds.
+
+    Write inside :func:`partition_scope`: the parts go to the same changelog
+    partition as the head, in order, before it.
+
+    Example:
+        >>> table = {}
+        >>> head = put_text(table, "m|v1", "x" * 25, part_chars=10)
+        >>> len(table), get_text(table, "m|v1") == "x" * 25
+        (4, True)
+        >>> put_text(table, "m|v1", "short", part_chars=10), get_text(table, "m|v1")
+        ('short', 'short')
+    """
+    if len(text) <= part_chars:
+        table[key] = text
+        return text
+    previous = table.get(key)
+    # the other slot than the head's: until the new head is written, the previous one's parts stay whole
+    slot = 1 - int(previous.split("/")[1]) if isinstance(previous, str) and previous.startswith(_PARTS) else 0
+    count = -(-len(text) // part_chars)
+    for i in range(count):
+        table[f"{key}{_PARTS}/{slot}/{i}"] = text[i * part_chars:(i + 1) * part_chars]
+    head = f"{_PARTS}/{slot}/{count}/{len(text)}/{zlib.crc32(text.encode()):08x}"
+    table[key] = head
+    return head
+
+
+def get_text(table: MutableMapping[str, Any], key: str) -> Any:
+    """What :func:`put_text` wrote under ``key`` (whole), or the key's plain value (None if absent).
+
+    Raises :class:`PartsError` if the parts do not add up to what the head says.
+    """
+    stored = table.get(key)
+    if not isinstance(stored, str) or not stored.startswith(_PARTS):
+        return stored
+    _, slot, count, length, crc = stored.split("/")
+    text = "".join(table.get(f"{key}{_PARTS}/{slot}/{i}") or "" for i in range(int(count)))
+    if len(text) != int(length) or f"{zlib.crc32(text.encode()):08x}" != crc:
+        raise PartsError(f"{key!r}: {count} parts of {len(text)} characters, the head says {length} ({crc})")
+    return text
 
 
 class _Sent:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import random
+import string
 
 import pytest
 
 from driftline.streams.changelog import ChangelogError, ChangelogProducer
+from driftline.streams.tables import get_text, put_text
 from tests.kafka_helpers import consume_all
 
 
@@ -26,4 +30,39 @@ def test_records_arrive_in_order_with_their_offsets_and_a_refused_record_raises(
     with pytest.raises(ChangelogError, match=unique_topic):
         producer.send(unique_topic, 7, b"k", b"v")  # the topic has no partition 7
         asyncio.run(producer.flush())
+    producer.close()
+
+
+class _Changelogged(dict):
+    """A dict whose writes go to a changelog partition as JSON values, as a driftline table's do."""
+
+    def __init__(self, producer: ChangelogProducer, topic: str) -> None:
+        super().__init__()
+        self.producer, self.topic, self.writes = producer, topic, 0
+
+    def __setitem__(self, key: str, value: str) -> None:
+        super().__setitem__(key, value)
+        self.writes += 1
+        self.producer.send(self.topic, 0, key.encode(), json.dumps(value).encode())
+
+
+def test_a_checkpoint_above_the_message_limit_is_refused_whole_and_restored_from_its_parts(
+        settings, kafka_admin, unique_topic):
+    kafka_admin.create_topic(unique_topic, partitions=1)
+    producer = ChangelogProducer(settings.kafka_client_config())
+    rng = random.Random(7)
+    text = "".join(rng.choice(string.ascii_letters) for _ in range(2_100_000))  # incompressible, like a bank's base64
+
+    with pytest.raises(ChangelogError, match="MSG_SIZE_TOO_LARGE"):  # what a lagging partition's bank once did
+        producer.send(unique_topic, 0, b"whole", json.dumps(text).encode())
+        asyncio.run(producer.flush())
+
+    table = _Changelogged(producer, unique_topic)
+    put_text(table, "fraud|v1", text)
+    put_text(table, "fraud|v1", text[::-1])  # the next checkpoint: the other slot
+    asyncio.run(producer.flush())
+    restored: dict[str, str] = {}  # what a recovering worker rebuilds from the changelog
+    for message in consume_all(settings, unique_topic, 1, expected=table.writes):
+        restored[message.key().decode()] = json.loads(message.value())
+    assert get_text(restored, "fraud|v1") == text[::-1]
     producer.close()

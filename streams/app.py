@@ -311,17 +311,25 @@ class Pipeline:
             previous = by_partition.get(partition)
             by_partition[partition] = (event, (previous[1] if previous else []) + records)
         n_records = sum(len(records) for _, records in by_partition.values())
-        # a batch of batch_size records or more means the worker is working through a backlog (streams/clock.py)
-        with self.clock.batch("ingest", full=n_records >= self.settings.batch_size):
+        # a batch of batch_size records, or of one intake batch per partition, means the worker is working through
+        # a backlog (streams/clock.py) until the batch is indexed: waiting for Elasticsearch is part of the work, and
+        # the partitions queued behind this batch are not silent meanwhile
+        full = n_records >= self.settings.batch_size or len(events) >= self.settings.topic_partitions
+        self.clock.begin("ingest", full)
+        try:
             staged = await self._prepare(by_partition, now_ms, deliveries, touched)
-        self.seconds["ingest.compute"] += time.perf_counter() - t0
-        started = time.perf_counter()
-        while self._in_flight and (self._in_flight[0].done() or len(self._in_flight) >= MAX_BATCHES_IN_FLIGHT):
-            await self._in_flight.popleft()  # raises what a failed batch raised: the agent stops
-        self.seconds["ingest.wait_for_sink"] += time.perf_counter() - started
+            self.seconds["ingest.compute"] += time.perf_counter() - t0
+            started = time.perf_counter()
+            while self._in_flight and (self._in_flight[0].done() or len(self._in_flight) >= MAX_BATCHES_IN_FLIGHT):
+                await self._in_flight.popleft()  # raises what a failed batch raised: the agent stops
+            self.seconds["ingest.wait_for_sink"] += time.perf_counter() - started
+        except BaseException:
+            self.clock.end("ingest", full)
+            raise
         batches = [self.sink.take(topic, partition) for topic, partition in sorted(touched)]
         previous = self._in_flight[-1] if self._in_flight else None
         completion = asyncio.ensure_future(self._complete(batches, deliveries, staged, by_partition, previous))
+        completion.add_done_callback(lambda _: self.clock.end("ingest", full))
         self._in_flight.append(completion)
         self.counts["ingested"] += n_records
         self.counts["intake_batches"] += len(events)

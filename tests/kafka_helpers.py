@@ -34,3 +34,23 @@ def consume_all(settings: Settings, topic: str, partitions: int, expected: int, 
     finally:
         consumer.close()
     return messages
+
+
+def group_positions(settings: Settings, group: str, topics: list[str], partitions: int) -> str:
+    """``topic[p] committed/end`` for a consumer group, for failure messages (where records stopped)."""
+    consumer = Consumer(settings.kafka_consumer_config(group) | {"enable.auto.commit": False})
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in range(partitions)]
+        committed = consumer.committed(tps, timeout=10)
+        parts = []
+        for tp in committed:
+            try:
+                _, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)
+            except Exception as exc:  # noqa: BLE001 - say so for this partition, go on
+                high = f"? ({exc.args[0].str() if hasattr(exc.args[0], 'str') else exc})"
+            parts.append(f"{tp.topic.rsplit('.', 1)[-1]}[{tp.partition}] {tp.offset}/{high}")
+        return f"{group}: " + ", ".join(parts)
+    except Exception as exc:  # noqa: BLE001 - a diagnostic must not hide the failure it describes
+        return f"{group}: positions unavailable ({exc})"
+    finally:
+        consumer.close()

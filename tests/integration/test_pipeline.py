@@ -18,7 +18,7 @@ from driftline.connectors.codec import make_codec
 from driftline.connectors.kafka_admin import driftline_topics, ensure_topics
 from driftline.connectors.producer import PredictionLogger
 from driftline.streams.intake import IntakeBatch, intake_topic
-from tests.kafka_helpers import consume_all
+from tests.kafka_helpers import consume_all, group_positions
 from tests.worker_process import IndexReader, WorkerProcess, pipeline_settings, wait_until
 
 N = 20_000
@@ -202,7 +202,7 @@ def test_restart_after_sigkill_loses_nothing_duplicates_nothing_and_raises_the_s
         worker = WorkerProcess(restarted, log_path).start()
         wait_until(lambda: reader.count("predictions") >= N and reader.count("outcomes") >= N
                    and reader.count("deadletters") >= len(traffic.malformed), 240, "all documents after the restart",
-                   worker, status=lambda: _missing(reader, traffic))
+                   worker, status=lambda: f"{_missing(reader, traffic)}\n{_positions(restarted)}")
         wait_until(lambda: reader.count("alerts", {"term": {"drift.kind": "concept"}}) > 0, 120, "the concept alert",
                    worker)
         last: list[tuple[int, int]] = []
@@ -231,6 +231,14 @@ def _missing(reader: IndexReader, traffic: Traffic) -> str:
     return (f"{reader.count('predictions')} predictions, {reader.count('outcomes')} outcomes, "
             f"{reader.count('deadletters')} dead letters; missing predictions {missing_predictions[:10]} "
             f"({len(missing_predictions)}), missing outcomes {missing_outcomes[:10]} ({len(missing_outcomes)})")
+
+
+def _positions(settings) -> str:
+    """The intake's and the stages' committed offsets against the end of their topics (where records stopped)."""
+    raw = [settings.predictions_topic, settings.feedback_topic]
+    internal = [intake_topic(settings), f"{settings.app_id}.observations"]
+    return "\n".join([group_positions(settings, f"{settings.app_id}-intake", raw, settings.topic_partitions),
+                      group_positions(settings, settings.app_id, internal, settings.topic_partitions)])
 
 
 def test_elasticsearch_outage_commits_nothing_unindexed_and_catches_up(settings, servers, tmp_path):

@@ -188,6 +188,7 @@ def _epoch_ms(iso: str) -> int:
 # The restart must not change the alarms: values are released to the detectors in event-time order, and a
 # partition counts as silent only while the worker is caught up (streams/clock.py). Before that clock, a detect
 # agent starved of fetches during the restarted worker's backlog released values early in some runs.
+@pytest.mark.timeout(900)  # its waits add up to more than the suite's 300 s when it fails, and then it says why
 def test_restart_after_sigkill_loses_nothing_duplicates_nothing_and_raises_the_same_alarms(run, settings, tmp_path):
     reference_settings, traffic, reference, _ = run
     restarted = pipeline_settings(settings)
@@ -202,7 +203,7 @@ def test_restart_after_sigkill_loses_nothing_duplicates_nothing_and_raises_the_s
         worker = WorkerProcess(restarted, log_path).start()
         wait_until(lambda: reader.count("predictions") >= N and reader.count("outcomes") >= N
                    and reader.count("deadletters") >= len(traffic.malformed), 240, "all documents after the restart",
-                   worker, status=lambda: f"{_missing(reader, traffic)}\n{_positions(restarted)}")
+                   worker, status=lambda: f"{_positions(restarted)}\n{_missing(reader, traffic)}")
         wait_until(lambda: reader.count("alerts", {"term": {"drift.kind": "concept"}}) > 0, 120, "the concept alert",
                    worker)
         last: list[tuple[int, int]] = []

@@ -40,7 +40,9 @@ everything is in:
    add up).
 
 The windows (metrics, baseline comparisons, skew checks) are on, as by
-default, without a baseline; ``--windows off`` turns them off.
+default, without a baseline; ``--windows off`` turns them off. The intake
+runs in a process of its own, as by default; ``--intake thread`` runs it on a
+thread of the worker.
 
 Run:
     python benchmarks/pipeline_throughput.py                      # 10,000 requests, every scenario
@@ -335,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=10_000, help="requests (prediction + feedback) per backlog run")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"any of {', '.join(SCENARIOS)}")
     parser.add_argument("--windows", choices=("on", "off"), default="on", help="windowed metrics and comparisons")
+    parser.add_argument("--intake", choices=("process", "thread"), default="process",
+                        help="where the worker's intake (batch consumer and normalizer) runs: DRIFTLINE_INTAKE_PROCESS")
     parser.add_argument("--latency-seconds", type=float, default=30.0, help="how long the live feed of the latency run lasts")
     parser.add_argument("--latency-rate", type=float, default=None,
                         help="events/s of the live feed (default: half of what the indexing run sustained)")
@@ -364,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
                 predictions_topic=f"{tag}.predictions", feedback_topic=f"{tag}.feedback",
                 deadletter_topic=f"{tag}.deadletter", alerts_topic=f"{tag}.alerts", baselines_topic=f"{tag}.baselines",
                 es_index_prefix=tag, pseudonymization_key=generate_key(), worker_dir=folder / "worker" / tag,
-                detect_idle_s=5.0, windows_enabled=args.windows == "on", report_interval_s=1.0, **overrides,
+                detect_idle_s=5.0, windows_enabled=args.windows == "on", report_interval_s=1.0,
+                intake_process=args.intake == "process", **overrides,
             )
 
         settings = bench_settings()

@@ -569,6 +569,10 @@ class Intake:
                 self.producer = None
 
 
+#: How much lower the intake process's CPU priority is than the worker's (``os.nice``).
+INTAKE_NICENESS = 5
+
+
 class IntakeProcess:
     """The intake (batch consumer and normalizer) in a child process of the worker.
 
@@ -640,12 +644,18 @@ def run_intake(settings: Settings, stop: Any, counters: Any, parent_pid: int) ->
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the worker stops us
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())  # so does SIGTERM: finish the cycle, leave
+    # the intake only has to stay ahead of the worker, which it feeds through Kafka: where cores are short (a
+    # local Elasticsearch on the same machine), the worker's event loop and the sink come first
+    os.nice(INTAKE_NICENESS)
 
     def stopping() -> bool:
         return stop.is_set() or os.getppid() != parent_pid
 
+    from driftline.streams.collector import tune_garbage_collector
+
     intake = Intake(settings, normalizer=Normalizer.from_settings(settings))
     intake.start()
+    tune_garbage_collector()  # as in the worker: the default thresholds cost a third of the normalizing
     log.info("intake process started: reading %s", ", ".join(intake.sources))
     try:
         while not stopping():

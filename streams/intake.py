@@ -315,10 +315,12 @@ class TimeAligner:
         buffer = self._buffers.get((topic, partition))
         return len(buffer) if buffer else 0
 
-    def release(self, caught_up: Callable[[str, int], bool],
+    def release(self, caught_up: Callable[[str, int], bool | None],
                 assigned: Iterable[tuple[str, int]] = ()) -> dict[int, list[SourceRecord]]:
         """The records that can go now, by partition, in timestamp order across every topic-partition.
 
+        ``caught_up(topic, partition)``: True if nothing more is waiting to be
+        read, False if records are known to wait, None if unknown.
         ``assigned``: the topic-partitions read, including those nothing was
         buffered for yet (each partition's topics count in any case).
         """
@@ -346,9 +348,14 @@ class TimeAligner:
                     blocked.add(key)
         return dict(released)
 
-    def _may_pass(self, topic: str, partition: int, now: float, caught_up: Callable[[str, int], bool]) -> bool:
+    def _may_pass(self, topic: str, partition: int, now: float,
+                  caught_up: Callable[[str, int], bool | None]) -> bool:
+        """Whether an empty topic-partition lets the others go: it is caught up, or nobody knows whether more
+        is waiting and it has been empty for ``max_idle_s``. One known to have records waiting (not fetched yet,
+        as at start-up) never does: the others would run ahead of it."""
         since = self._empty_since.setdefault((topic, partition), now)
-        return now - since >= self.max_idle_s or caught_up(topic, partition)
+        state = caught_up(topic, partition)
+        return now - since >= self.max_idle_s if state is None else state
 
     def commit_offsets(self) -> dict[tuple[str, int], int]:
         """The offsets after the records released so far (and not yet reported), by topic-partition."""
@@ -458,17 +465,34 @@ class Intake:
             self._consumed_next.pop(key, None)
             self.aligner.drop(*key)
 
-    def _caught_up(self, topic: str, partition: int) -> bool:
-        """Whether a topic-partition has nothing more to read now (or is not this consumer's)."""
+    def _caught_up(self, topic: str, partition: int) -> bool | None:
+        """Whether a topic-partition has nothing more to read now (or is not this consumer's): True; records
+        wait on the broker: False; unknown: None."""
         assert self.consumer is not None
         if (topic, partition) not in self._assigned_tps:
             return True
-        _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+        tp = TopicPartition(topic, partition)
+        _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+        if high < 0:  # nothing fetched yet: ask the broker (once; later fetches keep the cached value current)
+            try:
+                _, high = self.consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
+            except KafkaException as exc:
+                log.debug("intake: watermark of %s[%d] unknown: %s", topic, partition, exc)
+                return None
         position = self._consumed_next.get((topic, partition))
-        if position is None:
-            (tp,) = self.consumer.position([TopicPartition(topic, partition)])
-            position = tp.offset
-        return high >= 0 and position >= 0 and position >= high
+        try:
+            if position is None:
+                (current,) = self.consumer.position([tp])
+                position = current.offset
+            if position < 0:  # no position yet: from the committed offset, or the start
+                committed = self.consumer.committed([tp], timeout=1.0)[0].offset
+                position = committed if committed >= 0 else self.consumer.get_watermark_offsets(tp, timeout=1.0)[0]
+        except KafkaException as exc:
+            log.debug("intake: position of %s[%d] unknown: %s", topic, partition, exc)
+            return None
+        if high < 0 or position < 0:
+            return None
+        return position >= high
 
     def cycle(self, stopping: Callable[[], bool] = lambda: False) -> CycleResult:
         """Read up to ``max_records`` records, forward what is aligned by partition, wait for the acks, commit.

@@ -234,3 +234,18 @@ def test_an_assigned_partition_with_nothing_read_yet_holds_the_others_back_until
     assert aligner.release(caught_up=lambda t, p: False, assigned=assigned) == {}
     released = aligner.release(caught_up=lambda t, p: p == 1, assigned=assigned)
     assert [r[2] for r in released[0]] == [10, 15]  # then f/0 ran dry and is not caught up
+
+
+def test_an_empty_partition_with_records_waiting_on_the_broker_never_lets_the_others_run_ahead():
+    from driftline.streams.intake import TimeAligner
+
+    now = [0.0]
+    aligner = TimeAligner(["p", "f"], max_idle_s=1.0, clock=lambda: now[0])
+    aligner.add("p", 0, ("p", 0, 10, None, b""))
+    aligner.add("f", 0, ("f", 0, 12, None, b""))
+    assigned = {("p", 0), ("f", 0), ("p", 1), ("f", 1)}
+    waiting = {"p": False, "f": None}  # p/1 has records not fetched yet; f/1: unknown
+    for now[0] in (0.0, 5.0, 60.0):
+        assert aligner.release(lambda t, p: True if p == 0 else waiting[t], assigned) == {}
+    waiting["p"] = True  # p/1 fetched and read up: the unknown f/1 has been empty for a minute, past the idle time
+    assert [r[2] for r in aligner.release(lambda t, p: True if p == 0 else waiting[t], assigned)[0]] == [10, 12]

@@ -241,8 +241,13 @@ def _unforwarded(settings) -> str:
         messages = consume_all(settings, intake_topic(settings), settings.topic_partitions, expected=10**9, timeout=15)
         for message in messages:
             batch = IntakeBatch.decode(message.value())
-            for index, offset in zip(batch.topic_index, batch.offsets):
-                forwarded.setdefault((batch.topics[index], batch.partition), set()).add(offset)
+            if batch.offsets:  # raw records
+                sources = [(batch.topics[index], offset) for index, offset in zip(batch.topic_index, batch.offsets)]
+            else:  # normalized events and dead letters
+                events, dead, _ = batch.normalized()
+                sources = [(e.topic, e.offset) for e in events] + [(d.source_topic, d.source_offset) for d in dead]
+            for topic, offset in sources:
+                forwarded.setdefault((topic, batch.partition), set()).add(offset)
         gaps = []
         for (topic, partition), offsets in sorted(forwarded.items()):
             missing = sorted(set(range(max(offsets) + 1)) - offsets)

@@ -63,6 +63,7 @@ from driftline.baselines.model import Baseline
 from driftline.connectors.codec import DecodeError, make_codec
 from driftline.connectors.elasticsearch import ElasticsearchSink, SinkBackpressure, SinkError
 from driftline.connectors.elasticsearch.sink import SinkBatch
+from driftline.connectors.kafka_admin import committed_offsets
 from driftline.connectors.webhook import WebhookNotifier
 from driftline.settings import Settings
 from driftline.streams.alerts import AlertPolicy
@@ -93,6 +94,7 @@ from driftline.streams.windows import (
     prediction_record,
 )
 from driftline.streams.normalize import DeadLetterRecord, EventKind, NormalizedEvent, Normalizer
+from driftline.streams.offsets import OffsetGuard, strict_commits
 from driftline.streams.staging import StagedStore
 from driftline.streams.tables import PartitionTable, get_text, partition_scope, put_text
 
@@ -179,6 +181,7 @@ class Pipeline:
         self.sink: ElasticsearchSink | None = None
         self.webhook: WebhookNotifier | None = None
         self.counts: dict[str, int] = defaultdict(int)
+        self.guards: dict[str, OffsetGuard] = {}  # by stage
         self.seconds: dict[str, float] = defaultdict(float)  # time spent per phase, for the periodic report
         self.latency_ms = kll_floats_sketch(200)  # event-to-indexed latency, for the periodic report
         self._sink_lock = asyncio.Lock()
@@ -562,6 +565,17 @@ class Pipeline:
 
     # --- detect -----------------------------------------------------------------
 
+    def offset_guard(self, stage: str) -> OffsetGuard:
+        """The guard that keeps a stage's input in offset order (its counts go to the report)."""
+        settings = self.settings
+
+        async def committed(topic: str) -> dict[int, int | None]:
+            return await asyncio.get_running_loop().run_in_executor(
+                None, committed_offsets, settings, settings.app_id, topic, settings.topic_partitions)
+
+        guard = self.guards[stage] = OffsetGuard(self.app.consumer, committed)
+        return guard
+
     def new_bank(self, key: str) -> DetectorBank:
         model_key = ModelKey.decode(key)
         return DetectorBank(model_key, partitions=self.settings.topic_partitions,
@@ -788,6 +802,9 @@ def create_app(settings: Settings) -> faust.App:
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(settings, on_cycle=pipeline.on_intake_cycle, **kwargs)
 
+    # the stages acknowledge by hand, in offset order: see streams/offsets.py for why Faust's rules are not enough
+    strict_commits({pipeline.input_topic.get_topic_name(), pipeline.observations_topic.get_topic_name()})
+
     @app.agent(pipeline.input_topic, name="driftline.streams.app.ingest", supervisor_strategy=CrashingSupervisor)
     async def ingest(stream: faust.StreamT) -> None:
         pipeline.normalizer = pipeline.normalizer or pipeline.build_normalizer()
@@ -796,7 +813,8 @@ def create_app(settings: Settings) -> faust.App:
         # each event is an intake batch of up to batch_size records: take what is there, up to one per partition
         # (Faust may deliver many batches of one partition in a row; more per take lets one partition run far ahead
         # of the others in event time, and the detect stage holds its values back until the others catch up)
-        async for events in take_batches(stream, settings.topic_partitions, settings.intake_within_s):
+        guard = pipeline.offset_guard("ingest")
+        async for events in take_batches(stream, settings.topic_partitions, settings.intake_within_s, guard):
             # acknowledged once indexed, while the next batch is computed; a failure stops the worker
             events.completion = await pipeline.ingest(events)
 
@@ -805,7 +823,7 @@ def create_app(settings: Settings) -> faust.App:
         await pipeline.start_catalog()
         await pipeline.start_sink()
         await pipeline.start_webhook()
-        async for events in take_batches(stream, batch, within):
+        async for events in take_batches(stream, batch, within, pipeline.offset_guard("detect")):
             with pipeline.clock.batch("detect", full=len(events) >= batch):
                 await pipeline.detect(events)
 
@@ -817,7 +835,9 @@ def create_app(settings: Settings) -> faust.App:
     @app.timer(interval=settings.report_interval_s)
     async def report() -> None:
         if pipeline.counts:
-            log.info("driftline counts: %s; seconds: %s; latency ms: %s", dict(sorted(pipeline.counts.items())),
+            offsets = {f"{stage}.{k}": v for stage, guard in pipeline.guards.items() for k, v in guard.counts.items() if v}
+            log.info("driftline counts: %s; offsets: %s; seconds: %s; latency ms: %s",
+                     dict(sorted(pipeline.counts.items())), offsets,
                      {k: round(v, 1) for k, v in sorted(pipeline.seconds.items())}, pipeline.latency_report())
 
     return app

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 #: A topic-partition with messages on the broker past what was admitted, and none admitted for this long,
 #: is sought back to its next offset (a lost message at the end of the input has no successor to reveal it).
-STALL_S = 5.0
+STALL_S = 10.0
 
 
 def next_commit(acked: Sequence[int], committed: int | None) -> tuple[int | None, int]:

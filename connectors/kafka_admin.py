@@ -74,3 +74,24 @@ def ensure_topics(settings: Settings, topics: Mapping[str, int], timeout: float 
                 continue
             raise TopicError(f"cannot create topic {name}: {exc}") from None
     return created
+
+
+def committed_offsets(settings: Settings, group: str, topic: str, partitions: int,
+                      timeout: float = 10.0) -> dict[int, int | None]:
+    """A consumer group's committed offsets of ``topic`` by partition (None where it never committed).
+
+    Reads them without joining the group (an offset fetch), so it never
+    triggers a rebalance.
+
+    Example:
+        >>> committed_offsets(settings, "driftline", "driftline.intake", 4)  # doctest: +SKIP
+        {0: 120, 1: 118, 2: None, 3: 131}
+    """
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(settings.kafka_consumer_config(group) | {"enable.auto.commit": False})
+    try:
+        answer = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=timeout)
+    finally:
+        consumer.close()
+    return {tp.partition: (tp.offset if tp.offset >= 0 else None) for tp in answer}

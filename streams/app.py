@@ -1,18 +1,24 @@
-"""driftline's Faust application: ingest (normalize + join) and detect, with Elasticsearch as the sink.
+"""driftline's Faust application: intake, ingest (join) and detect, with Elasticsearch as the sink.
 
-Two agents, each processing batches (Faust's per-event path costs far more
-than the work per event, so everything per record happens in plain Python over
-a batch):
+An intake and two agents, each processing batches (Faust's per-event path costs
+far more than the work per event, so everything per record happens in plain
+Python over a batch):
 
-``ingest`` — on the predictions and feedback topics (co-partitioned by request id)
-    decode, validate and pseudonymize (:mod:`.normalize`); dead letters go to
-    the dead-letter topic and index; join labels to predictions in event time
-    (:mod:`.join`, on the ``join`` table); index predictions (sampled per
-    model), joined outcomes and expired entries; send per-model-key
-    *observation batches* (each prediction's and outcome's window record, from
-    which the detect stage reads errors, scores, latencies and numeric
-    features) to the observations topic, keyed by model key — the repartition
-    step that puts each detector in exactly one worker.
+``intake`` — :mod:`.intake`, a child process by default
+    reads the predictions and feedback topics (co-partitioned by request id)
+    with a batch consumer, in event-time order, decodes, validates and
+    pseudonymizes them (:mod:`.normalize`) and forwards one message of
+    canonical events and dead letters per partition batch to the intake topic.
+
+``ingest`` — on the intake topic
+    index the dead letters (and send them to the dead-letter topic); join
+    labels to predictions in event time (:mod:`.join`, on the ``join``
+    table); index predictions (sampled per model), joined outcomes and expired
+    entries; send per-model-key *observation batches* (each prediction's and
+    outcome's window record, from which the detect stage reads errors,
+    scores, latencies and numeric features) to the observations topic, keyed
+    by model key — the repartition step that puts each detector in exactly
+    one worker.
 
 ``detect`` — on the observations topic
     feed each model key's :class:`~.detect.DetectorBank` (River detectors,
@@ -57,6 +63,7 @@ from driftline.baselines.model import Baseline
 from driftline.connectors.codec import DecodeError, make_codec
 from driftline.connectors.elasticsearch import ElasticsearchSink, SinkBackpressure, SinkError
 from driftline.connectors.elasticsearch.sink import SinkBatch
+from driftline.connectors.kafka_admin import committed_offsets
 from driftline.connectors.webhook import WebhookNotifier
 from driftline.settings import Settings
 from driftline.streams.alerts import AlertPolicy
@@ -86,7 +93,8 @@ from driftline.streams.windows import (
     outcome_record,
     prediction_record,
 )
-from driftline.streams.normalize import DeadLetterRecord, EventKind, NormalizedEvent, Normalizer, RawRecord
+from driftline.streams.normalize import DeadLetterRecord, EventKind, NormalizedEvent, Normalizer
+from driftline.streams.offsets import OffsetGuard, strict_commits
 from driftline.streams.staging import StagedStore
 from driftline.streams.tables import PartitionTable, get_text, partition_scope, put_text
 
@@ -173,6 +181,7 @@ class Pipeline:
         self.sink: ElasticsearchSink | None = None
         self.webhook: WebhookNotifier | None = None
         self.counts: dict[str, int] = defaultdict(int)
+        self.guards: dict[str, OffsetGuard] = {}  # by stage
         self.seconds: dict[str, float] = defaultdict(float)  # time spent per phase, for the periodic report
         self.latency_ms = kll_floats_sketch(200)  # event-to-indexed latency, for the periodic report
         self._sink_lock = asyncio.Lock()
@@ -297,20 +306,31 @@ class Pipeline:
         now_ms = int(time.time() * 1000)
         deliveries: list[Any] = []
         touched: set[tuple[str, int]] = set()
-        by_partition: dict[int, tuple[EventT, list[RawRecord]]] = {}
+        by_partition: dict[int, PartitionInput] = {}
         for event in events:
             partition = event.message.partition
+            part = by_partition.get(partition)
+            if part is None:
+                part = by_partition[partition] = PartitionInput(event)
+            part.last_event = event
             try:
-                records = IntakeBatch.decode(event.value).records()
+                batch = IntakeBatch.decode(event.value)
             except DecodeError as exc:  # not written by an intake: keep it as a dead letter, go on
-                dead = DeadLetterRecord(event.value, event.key, f"not an intake batch: {exc.reason}", "decode_error",
-                                        event.message.topic, partition, event.message.offset, now_ms, stage="intake")
-                await self._dead_letter(dead, deliveries)
-                touched.add((dead.source_topic, partition))
-                records = []
-            previous = by_partition.get(partition)
-            by_partition[partition] = (event, (previous[1] if previous else []) + records)
-        n_records = sum(len(records) for _, records in by_partition.values())
+                part.dead_letters.append(DeadLetterRecord(
+                    event.value, event.key, f"not an intake batch: {exc.reason}", "decode_error",
+                    event.message.topic, partition, event.message.offset, now_ms, stage="intake"))
+                continue
+            if batch.offsets:  # raw records (an intake without a normalizer, or an older worker's): normalize here
+                records = batch.records()
+                normalized, dead_letters = self.normalizer.normalize_batch(records, now_ms)
+                sent_ms = [r.timestamp_ms for r in records if r.timestamp_ms is not None]
+            else:
+                normalized, dead_letters, sent_ms = batch.normalized()
+            part.events += normalized
+            part.dead_letters += dead_letters
+            part.sent_ms += sent_ms
+            part.records += len(batch)
+        n_records = sum(part.records for part in by_partition.values())
         # a batch of batch_size records, or of one intake batch per partition, means the worker is working through
         # a backlog (streams/clock.py) until the batch is indexed: waiting for Elasticsearch is part of the work, and
         # the partitions queued behind this batch are not silent meanwhile
@@ -335,14 +355,13 @@ class Pipeline:
         self.counts["intake_batches"] += len(events)
         return completion
 
-    def observe_latency(self, batches: Iterable[tuple[EventT, list[RawRecord]]]) -> None:
+    def observe_latency(self, parts: Iterable[PartitionInput]) -> None:
         """Event-to-indexed latency: from each record's Kafka timestamp (when the producer sent it) to now."""
         now_ms = time.time() * 1000
         update = self.latency_ms.update
-        for _, records in batches:
-            for record in records:
-                if record.timestamp_ms is not None:
-                    update(now_ms - record.timestamp_ms)
+        for part in parts:
+            for sent_ms in part.sent_ms:
+                update(now_ms - sent_ms)
 
     def latency_report(self) -> dict[str, float]:
         """Median and 99th percentile (ms) of the event-to-indexed latency since the worker started."""
@@ -357,20 +376,20 @@ class Pipeline:
             self.clock.begin("intake", full=True)
             self.clock.end("intake", full=True)
 
-    async def _prepare(self, by_partition: Mapping[int, tuple[EventT, list[RawRecord]]], now_ms: int,
+    async def _prepare(self, by_partition: Mapping[int, PartitionInput], now_ms: int,
                        deliveries: list[Any], touched: set[tuple[str, int]]) -> list[tuple[int, EventT, StagedStore]]:
-        """Normalize and join the records, buffer their documents in the sink, send their observations."""
+        """Join the events, buffer their documents and dead letters in the sink, send their observations."""
         assert self.sink is not None
         staged: list[tuple[int, EventT, StagedStore]] = []
-        for partition, (last_event, records) in sorted(by_partition.items()):
+        for partition, part in sorted(by_partition.items()):
+            for dead in part.dead_letters:
+                await self._dead_letter(dead, deliveries)
+                touched.add((dead.source_topic, partition))
             # over the previous batch's writes, which may not be committed yet
             below = self._join_stores.get(partition)
             store = self._join_stores[partition] = StagedStore(self.join_table if below is None else below)
-            staged.append((partition, last_event, store))
-            prepared = self.prepare_partition(partition, records, now_ms, store)
-            for dead in prepared.dead_letters:
-                await self._dead_letter(dead, deliveries)
-                touched.add((dead.source_topic, partition))
+            staged.append((partition, part.last_event, store))
+            prepared = self.prepare_partition(partition, part.events, store)
             for stream, document, topic, offset in prepared.documents:
                 self.sink.add(stream, document, topic=topic, partition=partition, offset=offset)
                 touched.add((topic, partition))
@@ -381,18 +400,16 @@ class Pipeline:
                     self.counts["observation_batches_sent"] += 1
         return staged
 
-    def prepare_partition(self, partition: int, records: Sequence[RawRecord], now_ms: int,
+    def prepare_partition(self, partition: int, normalized: Sequence[NormalizedEvent],
                           store: StagedStore) -> PreparedPartition:
-        """Normalize and join one partition's records (join writes go to ``store``); no I/O.
+        """Join one partition's normalized events (join writes go to ``store``); no I/O.
 
-        Returns the dead letters, the documents to index (predictions sampled
-        per model, joined outcomes, anomalies) and one observation batch per
-        model key: each prediction's and outcome's window record, from which
-        the detect stage reads the detectors' values too.
+        Returns the documents to index (predictions sampled per model, joined
+        outcomes, anomalies) and one observation batch per model key: each
+        prediction's and outcome's window record, from which the detect stage
+        reads the detectors' values too.
         """
-        assert self.normalizer is not None
-        normalized, dead_letters = self.normalizer.normalize_batch(records, now_ms)
-        prepared = PreparedPartition(dead_letters)
+        prepared = PreparedPartition()
         documents = prepared.documents
         predictions = [e for e in normalized if e.kind is EventKind.PREDICTION]
         feedbacks = [e for e in normalized if e.kind is EventKind.FEEDBACK]
@@ -445,8 +462,8 @@ class Pipeline:
         marks = {}
         if predictions:
             marks[PREDICTION_CLOCK] = max(e.timestamp_ms for e in predictions)
-        if result.watermark_ms is not None:
-            marks[JOIN_CLOCK] = result.watermark_ms
+        if result.known_ms is not None:  # errors come in order of when they became known: see JoinClock.known_ms
+            marks[JOIN_CLOCK] = result.known_ms
         prepared.batches = [ObservationBatch(key, partition, marks, [], key_rows) for key, key_rows in rows.items()]
         return prepared
 
@@ -462,7 +479,7 @@ class Pipeline:
 
     async def _complete(self, batches: list[SinkBatch], deliveries: list[Any],
                         staged: list[tuple[int, EventT, StagedStore]],
-                        by_partition: Mapping[int, tuple[EventT, list[RawRecord]]],
+                        by_partition: Mapping[int, PartitionInput],
                         previous: asyncio.Future[None] | None) -> None:
         """Index a prepared batch and wait for its output records; then, once the previous batch is
         complete, commit and seal its table writes (in batch order)."""
@@ -547,6 +564,17 @@ class Pipeline:
         await self.changelog.flush()
 
     # --- detect -----------------------------------------------------------------
+
+    def offset_guard(self, stage: str) -> OffsetGuard:
+        """The guard that keeps a stage's input in offset order (its counts go to the report)."""
+        settings = self.settings
+
+        async def committed(topic: str) -> dict[int, int | None]:
+            return await asyncio.get_running_loop().run_in_executor(
+                None, committed_offsets, settings, settings.app_id, topic, settings.topic_partitions)
+
+        guard = self.guards[stage] = OffsetGuard(self.app.consumer, committed)
+        return guard
 
     def new_bank(self, key: str) -> DetectorBank:
         model_key = ModelKey.decode(key)
@@ -669,10 +697,20 @@ class Pipeline:
 
 
 @dataclasses.dataclass
-class PreparedPartition:
-    """What one partition's records become on the ingest path (:meth:`Pipeline.prepare_partition`)."""
+class PartitionInput:
+    """One ingest batch's input from one partition: its intake batches' events and dead letters."""
 
-    dead_letters: list[DeadLetterRecord]
+    last_event: EventT  # the latest intake message of the partition (where its table writes belong)
+    events: list[NormalizedEvent] = dataclasses.field(default_factory=list)
+    dead_letters: list[DeadLetterRecord] = dataclasses.field(default_factory=list)
+    sent_ms: list[int] = dataclasses.field(default_factory=list)  # the records' Kafka timestamps, for the latency
+    records: int = 0
+
+
+@dataclasses.dataclass
+class PreparedPartition:
+    """What one partition's events become on the ingest path (:meth:`Pipeline.prepare_partition`)."""
+
     #: (index stream, document, source topic, source offset)
     documents: list[tuple[str, dict[str, Any], str, int]] = dataclasses.field(default_factory=list)
     #: one per model key, before splitting to Kafka's size limit
@@ -764,13 +802,19 @@ def create_app(settings: Settings) -> faust.App:
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(settings, on_cycle=pipeline.on_intake_cycle, **kwargs)
 
+    # the stages acknowledge by hand, in offset order: see streams/offsets.py for why Faust's rules are not enough
+    strict_commits({pipeline.input_topic.get_topic_name(), pipeline.observations_topic.get_topic_name()})
+
     @app.agent(pipeline.input_topic, name="driftline.streams.app.ingest", supervisor_strategy=CrashingSupervisor)
     async def ingest(stream: faust.StreamT) -> None:
         pipeline.normalizer = pipeline.normalizer or pipeline.build_normalizer()
         await pipeline.start_catalog()
         await pipeline.start_sink()
         # each event is an intake batch of up to batch_size records: take what is there, up to one per partition
-        async for events in take_batches(stream, settings.topic_partitions, settings.intake_within_s):
+        # (Faust may deliver many batches of one partition in a row; more per take lets one partition run far ahead
+        # of the others in event time, and the detect stage holds its values back until the others catch up)
+        guard = pipeline.offset_guard("ingest")
+        async for events in take_batches(stream, settings.topic_partitions, settings.intake_within_s, guard):
             # acknowledged once indexed, while the next batch is computed; a failure stops the worker
             events.completion = await pipeline.ingest(events)
 
@@ -779,7 +823,7 @@ def create_app(settings: Settings) -> faust.App:
         await pipeline.start_catalog()
         await pipeline.start_sink()
         await pipeline.start_webhook()
-        async for events in take_batches(stream, batch, within):
+        async for events in take_batches(stream, batch, within, pipeline.offset_guard("detect")):
             with pipeline.clock.batch("detect", full=len(events) >= batch):
                 await pipeline.detect(events)
 
@@ -791,7 +835,9 @@ def create_app(settings: Settings) -> faust.App:
     @app.timer(interval=settings.report_interval_s)
     async def report() -> None:
         if pipeline.counts:
-            log.info("driftline counts: %s; seconds: %s; latency ms: %s", dict(sorted(pipeline.counts.items())),
+            offsets = {f"{stage}.{k}": v for stage, guard in pipeline.guards.items() for k, v in guard.counts.items() if v}
+            log.info("driftline counts: %s; offsets: %s; seconds: %s; latency ms: %s",
+                     dict(sorted(pipeline.counts.items())), offsets,
                      {k: round(v, 1) for k, v in sorted(pipeline.seconds.items())}, pipeline.latency_report())
 
     return app

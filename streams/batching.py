@@ -25,6 +25,8 @@ from typing import Any
 
 from faust.types import EventT, StreamT
 
+from driftline.streams.offsets import OffsetGuard
+
 
 class EventBatch(list):  # type: ignore[type-arg]
     """A batch of events. Set ``completion`` to a future to acknowledge the events only when it is done
@@ -44,11 +46,14 @@ async def _ack(stream: StreamT, events: list[EventT]) -> None:
         await stream.ack(event)
 
 
-async def take_batches(stream: StreamT, max_: int, within: float) -> AsyncIterator[EventBatch]:
+async def take_batches(stream: StreamT, max_: int, within: float,
+                       guard: OffsetGuard | None = None) -> AsyncIterator[EventBatch]:
     """Yield lists of up to ``max_`` events, waiting at most ``within`` seconds for a batch to fill.
 
     The events of a batch are acknowledged when the next batch is requested,
     i.e. only if the code consuming the batch finished without raising.
+    With a ``guard``, each topic-partition's events come in offset order from
+    the committed offset, each once (see :mod:`.offsets`).
     """
     events: list[EventT] = []
     buffer_full = asyncio.Event()
@@ -69,6 +74,8 @@ async def take_batches(stream: StreamT, max_: int, within: float) -> AsyncIterat
         event = stream.current_event
         if event is None:  # pragma: no cover - Faust always sets it for a processor
             raise RuntimeError("no current event in a stream processor")
+        if guard is not None and not await guard.admit(event.message):
+            return value  # already taken, or past a skipped message (the consumer seeks back to it)
         events.append(event)
         if len(events) >= max_:
             buffer_full.set()
@@ -83,6 +90,9 @@ async def take_batches(stream: StreamT, max_: int, within: float) -> AsyncIterat
         while not stream.should_stop:
             await stream.wait_for_stopped(buffer_full, timeout=within)  # type: ignore[arg-type]
             if not events:
+                queue = getattr(stream.channel, "queue", None)
+                if guard is not None and (queue is None or queue.empty()):
+                    await guard.unstall()
                 continue
             buffer_consuming = asyncio.get_running_loop().create_future()
             batch = EventBatch(events)

@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import gc
 
 #: Young-generation threshold (allocations minus deallocations between passes), then how many young passes make a
@@ -42,5 +43,8 @@ def tune_garbage_collector(freeze: bool = True, thresholds: tuple[int, int, int]
     if freeze:
         gc.collect()  # do not freeze garbage
         gc.freeze()
+        # frozen objects are never collected, not even at exit, where extension modules (datasketches) then
+        # report every instance still alive as a leak, hundreds of lines in the log: collect them normally again
+        atexit.register(gc.unfreeze)
     gc.set_threshold(*thresholds)
     return gc.get_threshold()

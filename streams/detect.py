@@ -58,6 +58,12 @@ log = logging.getLogger(__name__)
 #: writing it once per batch. Values held back for a lagging partition are never dropped.
 MAX_STATE_BYTES = 4_000_000
 
+#: Most values a bank holds back for the event-time order, a last resort: past it the oldest values are
+#: released without waiting (logged). The intake keeps the partitions it reads in step (:class:`~.intake.TimeAligner`),
+#: so a bank holds this much only while a partition read by another worker lags far behind. A long buffer costs
+#: memory (~100 bytes a value) and checkpoint time (~16 bytes a value, written in parts: :func:`~.tables.put_text`).
+MAX_PENDING_VALUES = 1_000_000
+
 #: Which detector stream kind (and drift kind of the alert) a stream name belongs to.
 STREAM_KINDS: dict[str, tuple[str, str]] = {
     "error": ("concept", "concept"),
@@ -246,12 +252,15 @@ class DetectorBank:
         self.alert_state: dict[str, Any] = {}  # AlertPolicy's store, co-located with the key
         self.marks: dict[str, dict[int, int]] = {PREDICTION_CLOCK: {}, JOIN_CLOCK: {}}
         self.heard_ms: dict[int, int] = {}  # wall time a partition last sent a batch
+        self.heard_join_ms: dict[int, int] = {}  # wall time a partition last sent a join-clock mark
         self.created_ms: int | None = None
         self.session: str | None = None  # the worker process that last used the bank
         # heaps of (time, partition, topic, offset, index in batch, ((stream, value), ...)): one entry per source record
         self.pending: dict[str, list[tuple[int, int, str, int, int, tuple[tuple[str, float], ...]]]] = {
             PREDICTION_CLOCK: [], JOIN_CLOCK: []}
         self.replayed = 0  # observations skipped as already received
+        self.pending_values = 0  # values in ``pending`` (entries hold all values of one source record)
+        self.forced = 0  # values released before their partitions' clocks passed them (MAX_PENDING_VALUES)
         self.windows = windows
         self.outbox: list[tuple[str, dict[str, Any]]] = []  # window documents to index (see take_documents)
 
@@ -288,6 +297,7 @@ class DetectorBank:
         if getattr(self, "session", None) != session:
             self.session = session
             self.heard_ms = {p: now_ms for p in self.heard_ms}
+            self.heard_join_ms = {p: now_ms for p in getattr(self, "heard_join_ms", self.heard_ms)}
             if self.created_ms is not None:
                 self.created_ms = now_ms
 
@@ -303,10 +313,12 @@ class DetectorBank:
         # one record's values all travel in one batch: compare with what was received before it
         before = dict(self.received)
         pending, push = self.pending, heapq.heappush
+        held = self._pending_values()
         for index, (stream, value, event_ms, topic, offset) in enumerate(batch.observations):
             if not self._fresh(topic, partition, offset, before):
                 continue
             push(pending[clock_of(stream)], (event_ms, partition, topic, offset, index, ((stream, value),)))
+            held += 1
         windows = getattr(self, "windows", None)
         index = len(batch.observations)
         for kind, record, event_ms, topic, offset in batch.records:
@@ -319,10 +331,15 @@ class DetectorBank:
             if values:
                 clock = PREDICTION_CLOCK if kind == PREDICTION_RECORD else JOIN_CLOCK
                 push(pending[clock], (event_ms, partition, topic, offset, index, tuple(values)))
+                held += len(values)
+        self.pending_values = held
         for clock, mark in batch.marks.items():
             marks = self.marks.setdefault(clock, {})
             marks[partition] = max(mark, marks.get(partition, mark))
         self.heard_ms[partition] = max(now_ms, self.heard_ms.get(partition, now_ms))
+        if JOIN_CLOCK in batch.marks:
+            heard = self._heard(JOIN_CLOCK)
+            heard[partition] = max(now_ms, heard.get(partition, now_ms))
         return self.release(now_ms, baseline)
 
     def _fresh(self, topic: str, partition: int, offset: int, before: Mapping[str, int]) -> bool:
@@ -336,27 +353,59 @@ class DetectorBank:
         return True
 
     def watermark(self, clock: str, now_ms: int) -> float:
-        """Values on ``clock`` older than this are in order and can be released."""
+        """Values on ``clock`` older than this are in order and can be released.
+
+        A partition silent for ``idle_ms`` stops holding values back. On the
+        join clock, silent means no mark: the ingest stage sends one only once
+        a partition has seen both predictions and labels (a partition whose
+        labels never come must not hold back the errors of the others).
+        """
         marks = self.marks.get(clock, {})
+        heard = self._heard(clock)
         since = now_ms if self.created_ms is None else self.created_ms
         blocking = [
             marks.get(p, -1)
             for p in range(self.partitions)
-            if now_ms - self.heard_ms.get(p, since) < self.idle_ms  # a silent partition stops blocking
+            if now_ms - heard.get(p, since) < self.idle_ms  # a silent partition stops blocking
         ]
         return min(blocking) if blocking else float("inf")
 
+    def _heard(self, clock: str) -> dict[int, int]:
+        if clock != JOIN_CLOCK:
+            return self.heard_ms
+        heard = getattr(self, "heard_join_ms", None)
+        if heard is None:  # a checkpoint from before join-clock silence: as heard as the partition
+            heard = self.heard_join_ms = dict(self.heard_ms)
+        return heard
+
+    def _pending_values(self) -> int:
+        held = getattr(self, "pending_values", None)
+        if held is None:  # a checkpoint from before the count: one value per entry
+            held = self.pending_values = self.waiting
+        return held
+
     def release(self, now_ms: int = 0, baseline: Baseline | None = None) -> list[DriftEvent]:
-        """Feed the detectors every buffered value older than its clock's watermark, in order; close passed windows."""
+        """Feed the detectors every buffered value older than its clock's watermark, in order; close passed windows.
+
+        Past :data:`MAX_PENDING_VALUES` held back, the oldest go too (down to
+        three quarters of the bound): order then falls back to arrival order
+        for the values of the partitions that lag, as for a silent partition.
+        """
         events: list[DriftEvent] = []
+        held = before = self._pending_values()
+        excess = held > MAX_PENDING_VALUES
+        keep = MAX_PENDING_VALUES * 3 // 4 if excess else held
         for clock, heap in self.pending.items():
             watermark = self.watermark(clock, now_ms)
             ready: dict[str, list[tuple[float, int]]] = {}
-            while heap and heap[0][0] < watermark:
+            while heap and (heap[0][0] < watermark or held > keep):
                 entry = heapq.heappop(heap)
                 event_ms, values = entry[0], entry[5]
                 if isinstance(values, str):  # one value per entry, as checkpoints before record entries hold them
                     values = ((values, entry[6]),)
+                if event_ms >= watermark:
+                    self.forced = getattr(self, "forced", 0) + len(values)
+                held -= len(values)
                 for stream, value in values:
                     ready.setdefault(stream, []).append((value, event_ms))
             for stream, values in ready.items():
@@ -364,6 +413,11 @@ class DetectorBank:
                 start = det.position
                 for signal in det.update_many([v for v, _ in values], start_position=start):
                     events.append(self._drift_event(stream, signal, values[signal.position - start][1]))
+        self.pending_values = held
+        if excess:
+            log.warning("%s: %d values were held back for the event-time order, more than %d: released the oldest "
+                        "(%d so far) without waiting for the partitions that lag", self.key.encode(), before,
+                        MAX_PENDING_VALUES, self.forced)
         windows = getattr(self, "windows", None)
         if windows is not None:
             closed = windows.close(self.watermark(PREDICTION_CLOCK, now_ms), baseline)

@@ -1,4 +1,4 @@
-"""The intake: read the input topics with a batch consumer, forward one message per partition batch.
+"""The intake: read the input topics with a batch consumer, normalize, forward one message per partition batch.
 
 Faust hands every Kafka record to an agent through an asyncio queue and a
 task of its own: ~230 µs per record on a 2-core machine, a ceiling of ~4,400
@@ -14,10 +14,16 @@ partition ``p`` of the join table) sees every record of request-id partition
 ``p``, whichever worker's intake read it. Faust's per-event cost is then paid
 once per batch of up to ``max_records`` records.
 
-Order: the records of one partition number are released in timestamp order
-across the input topics (:class:`TimeAligner`, Kafka Streams' stream-time
+Order: the records are released in timestamp order across every input
+topic-partition (:class:`TimeAligner`, Kafka Streams' stream-time
 synchronisation), so that a backlog of predictions does not run minutes of
-event time ahead of its labels.
+event time ahead of its labels, nor one partition ahead of the others.
+
+Normalizing: with a :class:`~driftline.streams.normalize.Normalizer` the
+intake forwards canonical events and dead letters, not raw records
+(:func:`normalized_batches`). Decoding and validating is the largest share of
+the per-event work; :class:`IntakeProcess` runs the intake in a child process
+of the worker, on another core than the worker's event loop.
 
 Delivery: the intake commits its consumer offsets only after the broker
 acknowledged the batches that carry those records, so a crash re-reads and
@@ -35,7 +41,11 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
+import multiprocessing
+import os
+import signal
 import threading
 import time
 from collections import defaultdict, deque
@@ -43,12 +53,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from mode import Service
 
 from driftline.connectors.codec import SingleObjectCodec, load_schema
 from driftline.settings import Settings
-from driftline.streams.normalize import RawRecord
+from driftline.streams.normalize import DeadLetterRecord, EventKind, NormalizedEvent, Normalizer, RawRecord
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +88,13 @@ def intake_topic(settings: Settings) -> str:
 
 @dataclass(slots=True)
 class IntakeBatch:
-    """Records of one source partition in one message, stored column-wise (see ``schemas/intake_batch.avsc``)."""
+    """Records of one source partition in one message (see ``schemas/intake_batch.avsc``).
+
+    Either raw records, column-wise (:meth:`from_records`, read back with
+    :meth:`records`), or what the intake's normalizer made of them: canonical
+    events and dead letters (:meth:`from_normalized`, read back with
+    :meth:`normalized`).
+    """
 
     partition: int
     topics: list[str]
@@ -86,8 +103,8 @@ class IntakeBatch:
     timestamps_ms: list[int]
     keys: list[bytes | None]
     values: list[bytes | None]
-
-    _codec: Any = field(default=None, init=False, repr=False)
+    events: list[bytes] = field(default_factory=list)  # JSON rows, see normalized()
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_records(cls, partition: int, records: Iterable[SourceRecord]) -> IntakeBatch:
@@ -107,28 +124,102 @@ class IntakeBatch:
             batch.values.append(value)
         return batch
 
+    @classmethod
+    def from_normalized(cls, partition: int, topics: list[str], rows: list[bytes],
+                        dead_letters: Iterable[DeadLetterRecord]) -> IntakeBatch:
+        """A batch of normalized events (rows from :func:`event_row`, topic indices into ``topics``) and dead letters.
+
+        Example:
+            >>> event = NormalizedEvent(EventKind.FEEDBACK, "r-1", 5, {"request": {"id": "r-1"}}, "fb", 3, 9)
+            >>> batch = IntakeBatch.from_normalized(3, ["fb"], [event_row(event, 0, 7)], [])
+            >>> events, dead, sent_ms = IntakeBatch.decode(batch.encode()).normalized()
+            >>> events == [event], dead, sent_ms
+            (True, [], [7])
+        """
+        index_of = {topic: i for i, topic in enumerate(topics)}
+        dead = [{"raw": d.raw, "raw_key": d.raw_key, "reason": d.reason, "error_type": d.error_type,
+                 "stage": d.stage, "topic_index": index_of[d.source_topic], "offset": d.source_offset,
+                 "rejected_ms": d.timestamp_ms, "record_timestamp_ms": d.record_timestamp_ms}
+                for d in dead_letters]
+        return cls(partition, topics, [], [], [], [], [], rows, dead)
+
     def __len__(self) -> int:
-        return len(self.offsets)
+        """Records in the batch: raw records, or events and dead letters."""
+        return len(self.offsets) + len(self.events) + len(self.dead_letters)
 
     def encode(self) -> bytes:
         """The batch as an Avro single-object message."""
         return _codec().encode({"partition": self.partition, "topics": self.topics, "topic_index": self.topic_index,
                                 "offsets": self.offsets, "timestamps_ms": self.timestamps_ms, "keys": self.keys,
-                                "values": self.values})
+                                "values": self.values, "events": self.events, "dead_letters": self.dead_letters})
 
     @classmethod
     def decode(cls, data: bytes) -> IntakeBatch:
         """A batch from its message; raises :class:`~driftline.connectors.codec.DecodeError` if it is not one."""
         value = _codec().decode(data)
         return cls(value["partition"], value["topics"], value["topic_index"], value["offsets"],
-                   value["timestamps_ms"], value["keys"], value["values"])
+                   value["timestamps_ms"], value["keys"], value["values"], value["events"], value["dead_letters"])
 
     def records(self) -> list[RawRecord]:
-        """The records as the normalizer reads them, with their source topic, partition and offset."""
+        """The raw records as the normalizer reads them, with their source topic, partition and offset."""
         topics, partition = self.topics, self.partition
         return [RawRecord(value, key, topics[index], partition, offset, None if ts < 0 else ts)
                 for index, offset, ts, key, value
                 in zip(self.topic_index, self.offsets, self.timestamps_ms, self.keys, self.values)]
+
+    def normalized(self) -> tuple[list[NormalizedEvent], list[DeadLetterRecord], list[int]]:
+        """The normalized events, the dead letters and the events' broker timestamps (ms; for the latency)."""
+        topics, partition = self.topics, self.partition
+        events, sent_ms = [], []
+        for row in self.events:
+            kind, request_id, timestamp_ms, index, offset, broker_ms, document = orjson.loads(row)
+            events.append(NormalizedEvent(EventKind(kind), request_id, timestamp_ms, document, topics[index],
+                                          partition, offset))
+            if broker_ms >= 0:
+                sent_ms.append(broker_ms)
+        dead = [DeadLetterRecord(d["raw"], d["raw_key"], d["reason"], d["error_type"], topics[d["topic_index"]],
+                                 partition, d["offset"], d["rejected_ms"], stage=d["stage"],
+                                 record_timestamp_ms=d["record_timestamp_ms"])
+                for d in self.dead_letters]
+        return events, dead, sent_ms
+
+
+def event_row(event: NormalizedEvent, topic_index: int, broker_ms: int | None) -> bytes:
+    """One normalized event as an :class:`IntakeBatch` row: JSON, its canonical document as it is."""
+    return orjson.dumps([event.kind.value, event.request_id, event.timestamp_ms, topic_index, event.offset,
+                         -1 if broker_ms is None else broker_ms, event.document])
+
+
+def normalized_batches(partition: int, records: Sequence[SourceRecord], normalizer: Normalizer, now_ms: int,
+                       max_bytes: int = MAX_BATCH_BYTES, max_records: int | None = None) -> list[IntakeBatch]:
+    """Normalize one partition's released records into intake batches, each within ``max_bytes`` (and
+    ``max_records``); events keep their order. A row larger than ``max_bytes`` goes alone in its batch."""
+    topics = sorted({record[0] for record in records})
+    index_of = {topic: i for i, topic in enumerate(topics)}
+    broker_ms = {(topic, offset): ts for topic, offset, ts, _, _ in records}
+    raw = [RawRecord(value, key, topic, partition, offset, ts) for topic, offset, ts, key, value in records]
+    events, dead_letters = normalizer.normalize_batch(raw, now_ms)
+    batches: list[IntakeBatch] = []
+    rows: list[bytes] = []
+    dead: list[DeadLetterRecord] = []
+    size = 0
+    items: list[tuple[int, bytes | DeadLetterRecord]] = [
+        (len(row) + _RECORD_OVERHEAD, row) for row in
+        (event_row(e, index_of[e.topic], broker_ms.get((e.topic, e.offset))) for e in events)
+    ] + [(len(d.raw) + len(d.raw_key or b"") + len(d.reason) + 4 * _RECORD_OVERHEAD, d) for d in dead_letters]
+    for n, item in items:
+        count = len(rows) + len(dead)
+        if count and (size + n > max_bytes or (max_records is not None and count >= max_records)):
+            batches.append(IntakeBatch.from_normalized(partition, topics, rows, dead))
+            rows, dead, size = [], [], 0
+        if isinstance(item, bytes):
+            rows.append(item)
+        else:
+            dead.append(item)
+        size += n
+    if rows or dead:
+        batches.append(IntakeBatch.from_normalized(partition, topics, rows, dead))
+    return batches
 
 
 _CODEC: SingleObjectCodec | None = None
@@ -137,7 +228,8 @@ _CODEC: SingleObjectCodec | None = None
 def _codec() -> SingleObjectCodec:
     global _CODEC
     if _CODEC is None:
-        _CODEC = SingleObjectCodec(load_schema("intake_batch"))
+        # batches an older worker forwarded (raw records only) are still read
+        _CODEC = SingleObjectCodec(load_schema("intake_batch"), writer_schemas=[load_schema("intake_batch_v1")])
     return _CODEC
 
 
@@ -169,7 +261,7 @@ def split_by_size(records: Sequence[SourceRecord], max_bytes: int = MAX_BATCH_BY
 
 
 class TimeAligner:
-    """Releases each partition's records of several topics in timestamp order, as Kafka Streams does.
+    """Releases the records of every topic-partition read in timestamp order, as Kafka Streams does within a task.
 
     Predictions and feedback of one request-id partition arrive on two topics,
     and a batch consumer reads them at different paces: through a backlog it
@@ -179,10 +271,17 @@ class TimeAligner:
     were on time reach them. Kafka Streams solves this by always processing
     the buffered record with the smallest timestamp among a task's partitions,
     waiting while one of them has nothing buffered (``max.task.idle.ms``).
-    This class does the same for the intake: a partition's records are
-    released smallest timestamp first while every topic has some buffered; a
-    topic with none holds the others back unless it is *caught up* (nothing
-    more to read now) or has been empty for ``max_idle_s``.
+
+    This class does the same for the intake, across *all* the topic-partitions
+    it reads, not only the two topics of one partition: the detect stage puts
+    each model's values back in event-time order across partitions, holding
+    back those of a partition that runs ahead until the others catch up, so a
+    partition forwarded far ahead of the others (a backlog fetched a
+    megabyte of one partition at a time) would fill that buffer. Records are
+    released smallest timestamp first while every topic-partition has some
+    buffered; one with none holds the others back unless it is *caught up*
+    (nothing more to read now, or not this consumer's) or has been empty for
+    ``max_idle_s``.
 
     Buffered records are not forwarded, so they are not committed: the
     offsets to commit are those after the last record released.
@@ -216,33 +315,47 @@ class TimeAligner:
         buffer = self._buffers.get((topic, partition))
         return len(buffer) if buffer else 0
 
-    def release(self, caught_up: Callable[[str, int], bool]) -> dict[int, list[SourceRecord]]:
-        """The records that can go now, by partition, each partition's in timestamp order."""
-        now = self.clock()
-        released: dict[int, list[SourceRecord]] = {}
-        for partition in sorted({p for (_, p), buffer in self._buffers.items() if buffer}):
-            buffers = [self._buffers[(t, partition)] for t in self.topics]
-            blocked = [not b and not self._may_pass(t, partition, now, caught_up) for t, b in zip(self.topics, buffers)]
-            out: list[SourceRecord] = []
-            while not any(blocked):
-                live = [b for b in buffers if b]
-                if not live:
-                    break
-                source = min(live, key=lambda b: b[0][2] if b[0][2] is not None else -1)
-                record = source.popleft()
-                out.append(record)
-                self._released_next[(record[0], partition)] = record[1] + 1
-                if not source:  # this topic ran dry: it holds the others back from now on, unless caught up
-                    topic = record[0]
-                    self._empty_since[(topic, partition)] = now
-                    blocked[self.topics.index(topic)] = not self._may_pass(topic, partition, now, caught_up)
-            if out:
-                released[partition] = out
-        return released
+    def release(self, caught_up: Callable[[str, int], bool | None],
+                assigned: Iterable[tuple[str, int]] = ()) -> dict[int, list[SourceRecord]]:
+        """The records that can go now, by partition, in timestamp order across every topic-partition.
 
-    def _may_pass(self, topic: str, partition: int, now: float, caught_up: Callable[[str, int], bool]) -> bool:
+        ``caught_up(topic, partition)``: True if nothing more is waiting to be
+        read, False if records are known to wait, None if unknown.
+        ``assigned``: the topic-partitions read, including those nothing was
+        buffered for yet (each partition's topics count in any case).
+        """
+        now = self.clock()
+        keys = set(assigned) | {key for key, buffer in self._buffers.items() if buffer}
+        keys |= {(topic, partition) for _, partition in list(keys) for topic in self.topics}
+        buffers = {key: self._buffers[key] for key in keys}
+        # ties: the topics' order (predictions before feedback), then the partition
+        rank = {key: (self.topics.index(key[0]) if key[0] in self.topics else len(self.topics), key[1]) for key in keys}
+        heads = [(_time(buffer[0]), rank[key], key) for key, buffer in buffers.items() if buffer]
+        heapq.heapify(heads)
+        blocked = {key for key, buffer in buffers.items() if not buffer and not self._may_pass(*key, now, caught_up)}
+        released: dict[int, list[SourceRecord]] = defaultdict(list)
+        while heads and not blocked:
+            _, _, key = heapq.heappop(heads)
+            buffer = buffers[key]
+            record = buffer.popleft()
+            released[key[1]].append(record)
+            self._released_next[key] = record[1] + 1
+            if buffer:
+                heapq.heappush(heads, (_time(buffer[0]), rank[key], key))
+            else:  # this topic-partition ran dry: it holds the others back from now on, unless caught up
+                self._empty_since[key] = now
+                if not self._may_pass(*key, now, caught_up):
+                    blocked.add(key)
+        return dict(released)
+
+    def _may_pass(self, topic: str, partition: int, now: float,
+                  caught_up: Callable[[str, int], bool | None]) -> bool:
+        """Whether an empty topic-partition lets the others go: it is caught up, or nobody knows whether more
+        is waiting and it has been empty for ``max_idle_s``. One known to have records waiting (not fetched yet,
+        as at start-up) never does: the others would run ahead of it."""
         since = self._empty_since.setdefault((topic, partition), now)
-        return now - since >= self.max_idle_s or caught_up(topic, partition)
+        state = caught_up(topic, partition)
+        return now - since >= self.max_idle_s if state is None else state
 
     def commit_offsets(self) -> dict[tuple[str, int], int]:
         """The offsets after the records released so far (and not yet reported), by topic-partition."""
@@ -255,6 +368,10 @@ class TimeAligner:
         self._released_next.pop((topic, partition), None)
         buffer = self._buffers.pop((topic, partition), None)
         return len(buffer) if buffer else 0
+
+
+def _time(record: SourceRecord) -> int:
+    return record[2] if record[2] is not None else -1
 
 
 @dataclass
@@ -270,6 +387,10 @@ class CycleResult:
 class Intake:
     """Batch consumer of the input topics that forwards per-partition :class:`IntakeBatch` messages.
 
+    With a ``normalizer`` it forwards what the normalizer made of the records
+    (canonical events and dead letters: the ingest agent then only joins,
+    detects and indexes); without one, the raw records.
+
     Lifecycle: :meth:`start` (connects, subscribes), :meth:`cycle` repeatedly
     (one read → send → wait for the acks → commit), :meth:`close`. The
     consumer group is ``<app id>-intake``: several workers share the input
@@ -284,8 +405,9 @@ class Intake:
     """
 
     def __init__(self, settings: Settings, *, max_records: int | None = None, within_s: float | None = None,
-                 max_bytes: int = MAX_BATCH_BYTES) -> None:
+                 max_bytes: int = MAX_BATCH_BYTES, normalizer: Normalizer | None = None) -> None:
         self.settings = settings
+        self.normalizer = normalizer  # None: forward raw records, for the ingest agent to normalize
         self.sources = [settings.predictions_topic, settings.feedback_topic]
         self.target = intake_topic(settings)
         self.max_records = max_records or settings.batch_size
@@ -313,6 +435,10 @@ class Intake:
             "fetch.wait.max.ms": max(10, int(self.within_s * 1000)),
             # partition p of every input topic to the same member: its records can be aligned in time
             "partition.assignment.strategy": "range",
+            # ask for small fetches per partition (~300 prediction events), so that a backlog is read from every
+            # partition at once rather than a megabyte of one partition at a time: the detect stage holds values
+            # back until every partition's clock has passed them, and a partition far ahead fills that buffer
+            "max.partition.fetch.bytes": 64 * 1024,
         }
         self.consumer = Consumer(conf, logger=log)
         self.producer = Producer(self.settings.kafka_client_config() | {
@@ -339,17 +465,34 @@ class Intake:
             self._consumed_next.pop(key, None)
             self.aligner.drop(*key)
 
-    def _caught_up(self, topic: str, partition: int) -> bool:
-        """Whether a topic-partition has nothing more to read now (or is not this consumer's)."""
+    def _caught_up(self, topic: str, partition: int) -> bool | None:
+        """Whether a topic-partition has nothing more to read now (or is not this consumer's): True; records
+        wait on the broker: False; unknown: None."""
         assert self.consumer is not None
         if (topic, partition) not in self._assigned_tps:
             return True
-        _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+        tp = TopicPartition(topic, partition)
+        _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+        if high < 0:  # nothing fetched yet: ask the broker (once; later fetches keep the cached value current)
+            try:
+                _, high = self.consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
+            except KafkaException as exc:
+                log.debug("intake: watermark of %s[%d] unknown: %s", topic, partition, exc)
+                return None
         position = self._consumed_next.get((topic, partition))
-        if position is None:
-            (tp,) = self.consumer.position([TopicPartition(topic, partition)])
-            position = tp.offset
-        return high >= 0 and position >= 0 and position >= high
+        try:
+            if position is None:
+                (current,) = self.consumer.position([tp])
+                position = current.offset
+            if position < 0:  # no position yet: from the committed offset, or the start
+                committed = self.consumer.committed([tp], timeout=1.0)[0].offset
+                position = committed if committed >= 0 else self.consumer.get_watermark_offsets(tp, timeout=1.0)[0]
+        except KafkaException as exc:
+            log.debug("intake: position of %s[%d] unknown: %s", topic, partition, exc)
+            return None
+        if high < 0 or position < 0:
+            return None
+        return position >= high
 
     def cycle(self, stopping: Callable[[], bool] = lambda: False) -> CycleResult:
         """Read up to ``max_records`` records, forward what is aligned by partition, wait for the acks, commit.
@@ -370,14 +513,21 @@ class Intake:
                 topic, partition, offset = message.topic(), message.partition(), message.offset()
                 self.aligner.add(topic, partition, (topic, offset, ts if ts_type else None, message.key(), message.value()))
                 self._consumed_next[(topic, partition)] = offset + 1
-            released = self.aligner.release(self._caught_up)
+            released = self.aligner.release(self._caught_up, self._assigned_tps)
             self._pause_or_resume()
             if not released:
                 return result
+            now_ms = int(time.time() * 1000)
             for partition, records in sorted(released.items()):
-                for run in split_by_size(records, self.max_bytes, self.max_records):
-                    self._produce(IntakeBatch.from_records(partition, run).encode(), partition)
-                    result.batches += 1
+                if self.normalizer is not None:
+                    batches = normalized_batches(partition, records, self.normalizer, now_ms, self.max_bytes,
+                                                 self.max_records)
+                else:
+                    batches = [IntakeBatch.from_records(partition, run)
+                               for run in split_by_size(records, self.max_bytes, self.max_records)]
+                for batch in batches:
+                    self._produce(batch.encode(), partition)
+                result.batches += len(batches)
                 result.records += len(records)
             offsets = self.aligner.commit_offsets()
             while self.producer.flush(1.0) > 0:  # librdkafka retries until message.timeout.ms, then fails it
@@ -443,26 +593,141 @@ class Intake:
                 self.producer = None
 
 
-class IntakeService(Service):
-    """Runs an :class:`Intake` inside the Faust worker: its blocking calls on a thread, one cycle at a time.
+#: How much lower the intake process's CPU priority is than the worker's (``os.nice``).
+INTAKE_NICENESS = 5
 
-    ``on_cycle`` gets every :class:`CycleResult` on the event loop (the
-    pipeline's backlog clock and counters). An intake that fails crashes the
-    worker: a restart resumes from the committed offsets.
+
+class IntakeProcess:
+    """The intake (batch consumer and normalizer) in a child process of the worker.
+
+    Decoding and validating events is the largest share of the worker's CPU
+    time (``benchmarks/ingest_stages.py``); in a process of its own it runs on
+    another core than the worker's event loop, and the two exchange nothing
+    but Kafka messages. The child is started with ``spawn`` (the worker has
+    threads and open sockets that must not be forked), stops when asked
+    (:meth:`stop`), and also when its parent is gone (a worker killed with
+    SIGKILL leaves no intake behind). Its counters (cycles, full reads,
+    records, batches, refused commits) are shared memory, read with
+    :meth:`poll`. A child that fails prints its traceback to the worker's
+    stderr and exits; :attr:`exitcode` tells the worker.
+
+    Example:
+        >>> # intake = IntakeProcess(settings); intake.start()
+        >>> # while intake.alive: result = intake.poll() ...
+        >>> # intake.stop()
     """
+
+    #: Shared counters: cycles, full reads, records, batches, refused commits.
+    FIELDS = 5
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._context = multiprocessing.get_context("spawn")
+        self._stop = self._context.Event()
+        self._counters = self._context.Array("q", self.FIELDS)
+        self._seen = [0] * self.FIELDS
+        self.process: Any = None
+
+    def start(self) -> None:
+        self.process = self._context.Process(target=run_intake, name="driftline-intake", daemon=True,
+                                             args=(self.settings, self._stop, self._counters, os.getpid()))
+        self.process.start()
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.is_alive()
+
+    @property
+    def exitcode(self) -> int | None:
+        return None if self.process is None else self.process.exitcode
+
+    def poll(self) -> CycleResult | None:
+        """What the child did since the last poll (None: no cycle ended); ``full`` if any read was full."""
+        with self._counters.get_lock():
+            now = list(self._counters)
+        delta = [a - b for a, b in zip(now, self._seen)]
+        self._seen = now
+        if not delta[0]:
+            return None
+        return CycleResult(records=delta[2], batches=delta[3], full=delta[1] > 0, commit_failed=delta[4] > 0)
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """Ask the child to finish its cycle and leave the group; terminate it if it does not within ``timeout_s``."""
+        self._stop.set()
+        if self.process is None:
+            return
+        self.process.join(timeout_s)
+        if self.process.is_alive():
+            log.warning("intake process did not stop within %.0f s: terminating it", timeout_s)
+            self.process.terminate()
+            self.process.join(5.0)
+
+
+def run_intake(settings: Settings, stop: Any, counters: Any, parent_pid: int) -> None:
+    """The child's main: normalize and forward until ``stop`` is set or the parent is gone."""
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the worker stops us
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())  # so does SIGTERM: finish the cycle, leave
+    # the intake only has to stay ahead of the worker, which it feeds through Kafka: where cores are short (a
+    # local Elasticsearch on the same machine), the worker's event loop and the sink come first
+    os.nice(INTAKE_NICENESS)
+
+    def stopping() -> bool:
+        return stop.is_set() or os.getppid() != parent_pid
+
+    from driftline.streams.collector import tune_garbage_collector
+
+    intake = Intake(settings, normalizer=Normalizer.from_settings(settings))
+    intake.start()
+    tune_garbage_collector()  # as in the worker: the default thresholds cost a third of the normalizing
+    log.info("intake process started: reading %s", ", ".join(intake.sources))
+    try:
+        while not stopping():
+            result = intake.cycle(stopping)
+            with counters.get_lock():
+                counters[0] += 1
+                counters[1] += int(result.full)
+                counters[2] += result.records
+                counters[3] += result.batches
+                counters[4] += int(result.commit_failed)
+    finally:
+        intake.close()
+
+
+class IntakeService(Service):
+    """Runs the intake for the Faust worker: in a child process (``DRIFTLINE_INTAKE_PROCESS``, the default)
+    or, on a thread of the worker, its blocking calls one cycle at a time.
+
+    ``on_cycle`` gets what the intake did on the event loop (the pipeline's
+    backlog clock and counters). An intake that fails crashes the worker: a
+    restart resumes from the committed offsets.
+    """
+
+    #: Seconds between two looks at the intake process's counters and health.
+    POLL_S = 0.1
 
     def __init__(self, settings: Settings, on_cycle: Callable[[CycleResult], None] | None = None,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.intake = Intake(settings)
+        self.settings = settings
+        self.child = IntakeProcess(settings) if settings.intake_process else None
+        self.intake = None if self.child else Intake(settings, normalizer=Normalizer.from_settings(settings))
         self.on_cycle = on_cycle or (lambda _result: None)
         self._stopping = False
 
     async def on_start(self) -> None:
-        await asyncio.to_thread(self.intake.start)
+        if self.child is not None:
+            await asyncio.to_thread(self.child.start)
+        else:
+            assert self.intake is not None
+            await asyncio.to_thread(self.intake.start)
 
     @Service.task
     async def _forward(self) -> None:
+        if self.child is not None:
+            await self._watch(self.child)
+            return
+        assert self.intake is not None
         while not self.should_stop and not self._stopping:
             try:
                 result = await asyncio.to_thread(self.intake.cycle, lambda: self._stopping)
@@ -471,10 +736,26 @@ class IntakeService(Service):
                 return
             self.on_cycle(result)
 
+    async def _watch(self, child: IntakeProcess) -> None:
+        while not self.should_stop and not self._stopping:
+            await asyncio.sleep(self.POLL_S)
+            result = child.poll()
+            if result is not None:
+                self.on_cycle(result)
+            if not child.alive:
+                await asyncio.sleep(2.0)  # a SIGTERM to the process group stops the child first: so may we
+                if not self._stopping and not self.should_stop:
+                    await self.crash(IntakeError(f"the intake process exited (code {child.exitcode}); "
+                                                 "its traceback, if any, is in the worker's log"))
+                return
+
     async def on_stop(self) -> None:
         self._stopping = True
-        await asyncio.to_thread(self.intake.close)
+        if self.child is not None:
+            await asyncio.to_thread(self.child.stop)
+        elif self.intake is not None:
+            await asyncio.to_thread(self.intake.close)
 
 
-__all__ = ["CycleResult", "Intake", "IntakeBatch", "IntakeError", "IntakeService", "MAX_BATCH_BYTES", "TimeAligner",
-           "intake_topic", "split_by_size"]
+__all__ = ["CycleResult", "Intake", "IntakeBatch", "IntakeError", "IntakeProcess", "IntakeService", "MAX_BATCH_BYTES",
+           "TimeAligner", "event_row", "intake_topic", "normalized_batches", "run_intake", "split_by_size"]

@@ -33,7 +33,8 @@ key                             value
 ``<request id>``                pending prediction ``{"s": "p", "t": ms, "p": <prediction>}``,
                                 pending label ``{"s": "l", "t": ms, "f": <feedback object>[, "m": model]}``,
                                 or tombstone ``{"s": "j", "t": ms, "m": [name, version]}``
-``~join/[<ns>/]clock``          ``{"wm": watermark ms, "w": bucket_ms, "b": [live buckets, sorted]}``
+``~join/[<ns>/]clock``          ``{"wm": watermark ms, "w": bucket_ms, "b": [live buckets, sorted],
+                                "pm": latest prediction ms, "lm": latest label ms}``
 ``~join/[<ns>/]b/<bucket>``     ``{"n": number of chunks}`` of one bucket of the expiry index
 ``~join/[<ns>/]b/<bucket>/<i>`` chunk ``i``: the request ids one batch indexed in that bucket
 ==============================  ==========================================================
@@ -220,6 +221,8 @@ class JoinResult:
     counts: dict[ModelKey, JoinCounts] = field(default_factory=dict)
     #: the watermark after the batch (``None`` until a record has been seen)
     watermark_ms: int | None = None
+    #: no outcome still to come from this store becomes known earlier than this (see :meth:`JoinClock.known_ms`)
+    known_ms: int | None = None
 
     def count(self, model: ModelKey) -> JoinCounts:
         """The counters of ``model``, created empty on first use."""
@@ -351,6 +354,31 @@ class JoinClock:
     watermark_ms: int | None = None
     #: sorted numbers of the expiry buckets that hold ids
     buckets: list[int] = field(default_factory=list)
+    #: the largest event time of a prediction, and of a label, seen
+    predictions_ms: int | None = None
+    labels_ms: int | None = None
+
+    def known_ms(self) -> int | None:
+        """A lower bound of when the outcomes still to come become known (the later of prediction and label time).
+
+        Each side arrives in event-time order. An outcome completed by a label
+        still to come is known no earlier than that label, so no earlier than
+        the latest label seen; one completed by a prediction still to come, no
+        earlier than the latest prediction seen. Hence the smaller of the two.
+        The watermark (the larger) is not a bound: with predictions read ahead
+        of their labels, labels still to come are older than it. ``None``
+        until both sides have been seen: the first label may be older than
+        every prediction seen.
+
+        Example:
+            >>> JoinClock(1_000, 9_000, predictions_ms=9_000, labels_ms=4_000).known_ms()
+            4000
+            >>> JoinClock(1_000, 9_000, predictions_ms=9_000).known_ms() is None
+            True
+        """
+        if self.predictions_ms is None or self.labels_ms is None:
+            return None
+        return min(self.predictions_ms, self.labels_ms)
 
     def horizon(self, window_ms: int) -> int | None:
         """The last bucket whose every time is more than ``window_ms`` before the watermark.
@@ -362,7 +390,8 @@ class JoinClock:
         return (self.watermark_ms - window_ms) // self.bucket_ms - 1
 
     def to_json(self) -> dict[str, Any]:
-        return {"wm": self.watermark_ms, "w": self.bucket_ms, "b": self.buckets}
+        return {"wm": self.watermark_ms, "w": self.bucket_ms, "b": self.buckets, "pm": self.predictions_ms,
+                "lm": self.labels_ms}
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any] | None, bucket_ms: int) -> JoinClock:
@@ -371,7 +400,7 @@ class JoinClock:
             return cls(bucket_ms)
         if value["w"] != bucket_ms:
             raise JoinStoreError(f"the join store uses bucket_ms={value['w']}, not {bucket_ms}; it cannot change")
-        return cls(bucket_ms, value["wm"], list(value["b"]))
+        return cls(bucket_ms, value["wm"], list(value["b"]), value.get("pm"), value.get("lm"))
 
 
 class ExpiryIndex:
@@ -588,8 +617,10 @@ class LabelJoiner:
         newest = clock.watermark_ms
         for record in predictions:
             newest = self._add_prediction(record, horizon, entries, result, newest)
+            clock.predictions_ms = _later(clock.predictions_ms, _event_ms(record))
         for record in feedbacks:
             newest = self._add_feedback(record, horizon, entries, result, newest)
+            clock.labels_ms = _later(clock.labels_ms, _event_ms(record))
         if watermark_ms is not None and (newest is None or watermark_ms > newest):
             newest = watermark_ms
 
@@ -618,6 +649,7 @@ class LabelJoiner:
         if stored_clock != loaded_clock:
             self.store[self._clock_key] = stored_clock
         result.watermark_ms = clock.watermark_ms
+        result.known_ms = clock.known_ms()
         return result
 
     # -- one record --------------------------------------------------------------
@@ -762,6 +794,17 @@ def _identify(record: Mapping[str, Any]) -> tuple[str, int, str]:
     if type(timestamp_ms) is not int:
         return "", 0, "timestamp_ms is missing or not an integer"
     return request_id, timestamp_ms, ""
+
+
+def _event_ms(record: Mapping[str, Any]) -> int | None:
+    timestamp_ms = record.get("timestamp_ms")
+    return timestamp_ms if type(timestamp_ms) is int else None
+
+
+def _later(a: int | None, b: int | None) -> int | None:
+    if a is None:
+        return b
+    return a if b is None or a >= b else b
 
 
 def _entry_model(entry: Mapping[str, Any]) -> ModelKey:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
+from pathlib import Path
+
+import pytest
 from confluent_kafka import Producer
 
 from driftline.connectors.kafka_admin import driftline_topics, ensure_topics
 from driftline.streams.intake import Intake, IntakeBatch, intake_topic
 from tests.kafka_helpers import consume_all
-from tests.worker_process import pipeline_settings
+from tests.worker_process import IndexReader, WorkerProcess, pipeline_settings, wait_until
 
 
 def produce(settings, topic: str, n: int, prefix: str) -> None:
@@ -73,3 +78,53 @@ def test_the_intake_forwards_each_record_once_to_its_own_partition_and_resumes_a
     late = [r for b in forwarded(config) for r in b.records()]
     assert len(late) == 1_500
     assert sum(1 for r in late if r.value.startswith(b"late-")) == 100
+
+
+def _intake_children(pid: int) -> set[int]:
+    """The process's children started by multiprocessing's spawn (not its resource tracker), from any thread."""
+    children = {int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()}
+    return {c for c in children if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text(errors="replace")}
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"  # a zombie has exited; only its parent's wait() is missing
+
+
+def _log_three(settings, n: int = 3) -> None:
+    from driftline.connectors.producer import PredictionLogger
+    from driftline.simulation import SimulatedService
+
+    traffic = SimulatedService(n=n, malformed_count=0).traffic()
+    with PredictionLogger(settings) as log:
+        for prediction in traffic.predictions:
+            log.log_prediction(prediction)
+        assert log.flush(30) == 0
+
+
+@pytest.mark.parametrize("in_process", [True, False], ids=["intake-process", "intake-thread"])
+def test_the_worker_indexes_through_either_intake_and_its_intake_process_leaves_with_it(settings, tmp_path,
+                                                                                        in_process):
+    config = pipeline_settings(settings, intake_process=in_process)
+    ensure_topics(config, driftline_topics(config))
+    worker = WorkerProcess(config, tmp_path / "worker.log").start()
+    reader = IndexReader(config)
+    try:
+        _log_three(config)
+        wait_until(lambda: reader.count("predictions") >= 3, 120, "predictions indexed", worker)
+        assert reader.count("predictions") == 3
+        assert worker.process is not None
+        children = _intake_children(worker.process.pid)
+        if not in_process:
+            assert not children, "the thread intake starts no process"
+            return
+        (child,) = children
+        os.kill(worker.process.pid, signal.SIGKILL)  # the worker alone: no clean shutdown, no process group
+        worker.process.wait(10)
+        wait_until(lambda: not _running(child), 20, "the orphaned intake process to exit")
+    finally:
+        worker.stop()
+        reader.close()

@@ -203,7 +203,7 @@ def test_restart_after_sigkill_loses_nothing_duplicates_nothing_and_raises_the_s
         worker = WorkerProcess(restarted, log_path).start()
         wait_until(lambda: reader.count("predictions") >= N and reader.count("outcomes") >= N
                    and reader.count("deadletters") >= len(traffic.malformed), 240, "all documents after the restart",
-                   worker, status=lambda: f"{_positions(restarted)}\n{_unforwarded(restarted)}\n{_missing(reader, traffic)}")
+                   worker, status=lambda: f"{_positions(restarted)}\n{_missing(reader, traffic)}\n{_unforwarded(restarted, reader, traffic)}")
         wait_until(lambda: reader.count("alerts", {"term": {"drift.kind": "concept"}}) > 0, 120, "the concept alert",
                    worker)
         last: list[tuple[int, int]] = []
@@ -234,21 +234,34 @@ def _missing(reader: IndexReader, traffic: Traffic) -> str:
             f"({len(missing_predictions)}), missing outcomes {missing_outcomes[:10]} ({len(missing_outcomes)})")
 
 
-def _unforwarded(settings) -> str:
-    """Source offsets below each input partition's end that no intake batch carries (records the intake lost)."""
+def _unforwarded(settings, reader: IndexReader, traffic: Traffic) -> str:
+    """Source offsets below each input partition's end that no intake batch carries (records the intake lost),
+    and which intake messages carry the first missing predictions (records the stages lost)."""
     try:
         forwarded: dict[tuple[str, int], set[int]] = {}
+        carriers: dict[str, list[tuple[int, int]]] = {}
         messages = consume_all(settings, intake_topic(settings), settings.topic_partitions, expected=10**9, timeout=15)
         for message in messages:
             batch = IntakeBatch.decode(message.value())
-            for index, offset in zip(batch.topic_index, batch.offsets):
-                forwarded.setdefault((batch.topics[index], batch.partition), set()).add(offset)
+            if batch.offsets:  # raw records
+                sources = [(batch.topics[index], offset) for index, offset in zip(batch.topic_index, batch.offsets)]
+            else:  # normalized events and dead letters
+                events, dead, _ = batch.normalized()
+                sources = [(e.topic, e.offset) for e in events] + [(d.source_topic, d.source_offset) for d in dead]
+                for event in events:
+                    carriers.setdefault(event.request_id, []).append((message.partition(), message.offset()))
+            for topic, offset in sources:
+                forwarded.setdefault((topic, batch.partition), set()).add(offset)
         gaps = []
         for (topic, partition), offsets in sorted(forwarded.items()):
             missing = sorted(set(range(max(offsets) + 1)) - offsets)
             if missing:
                 gaps.append(f"{topic}[{partition}]: {len(missing)} from offset {missing[0]}")
-        return f"{len(messages)} intake messages; never forwarded: {', '.join(gaps) or 'none'}"
+        indexed = set(reader.field_values("predictions", "request.id"))
+        lost = sorted({p["request_id"] for p in traffic.predictions} - indexed)
+        where = sorted({c for request_id in lost for c in carriers.get(request_id, [])})
+        return (f"{len(messages)} intake messages; never forwarded: {', '.join(gaps) or 'none'}; "
+                f"intake messages (partition, offset) carrying the missing predictions: {where[:40]}")
     except Exception as exc:  # noqa: BLE001 - a diagnostic must not hide the failure it describes
         return f"intake topic unreadable ({exc})"
 

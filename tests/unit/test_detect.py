@@ -202,3 +202,29 @@ def test_model_keys_hash_and_compare_by_value_and_survive_pickling():
     old = ModelKey.__new__(ModelKey)  # unpickled from a checkpoint written before keys cached their encoding
     ModelKey.__setstate__(old, ["fraud", "v1", {"region": "eu"}])
     assert old.encode() == "fraud|v1|region=eu" and old == key
+
+
+def test_values_held_back_beyond_the_bound_are_released_oldest_first_and_the_checkpoint_stays_small(monkeypatch):
+    from driftline.streams import detect
+
+    monkeypatch.setattr(detect, "MAX_PENDING_VALUES", 400)
+    bank = DetectorBank(KEY, partitions=2)  # partition 1 never speaks: nothing passes the watermark
+    record = {"prediction": {"score": 0.5}, "latency_ms": 1.0, "features": {"numeric": {"a": 1.0, "b": 2.0}}}
+    rows = [("p", record, 1_000 + i, "predictions", i) for i in range(150)]  # 4 values each
+    bank.apply(ObservationBatch(KEY, 0, {"p": 10_000}, [], rows[:90]))
+    assert bank.pending_values == 360 and bank.forced == 0 and bank.positions == {}
+    bank.apply(ObservationBatch(KEY, 0, {"p": 10_000}, [], rows[90:]))
+    assert bank.pending_values <= 300 and bank.forced == 600 - bank.pending_values
+    assert bank.positions["score"] == bank.forced // 4  # the oldest records, each with all its values
+    restored = DetectorBank.loads(bank.dumps())
+    assert restored.pending_values == bank.pending_values and restored.waiting * 4 == bank.pending_values
+
+
+def test_a_partition_without_labels_stops_holding_back_the_errors_once_silent_on_the_join_clock():
+    bank = DetectorBank(KEY, partitions=2, idle_ms=30_000)
+    bank.apply(ObservationBatch(KEY, 0, {"j": 5_000}, [("error", 1.0, 1_000, "feedback", 0)]), now_ms=0)
+    record = {"prediction": {"score": 0.5}}
+    for t in range(0, 40_000, 10_000):  # partition 1: predictions only, a batch every 10 s, never a join mark
+        bank.apply(ObservationBatch(KEY, 1, {"p": t + 1}, [], [("p", record, t, "predictions", t)]), now_ms=t)
+        assert ("error" in bank.positions) == (t >= 30_000)
+    assert bank.positions["error"] == 1 and bank.positions["score"] == 4

@@ -120,3 +120,132 @@ def test_a_refused_commit_after_forwarding_is_reported_not_raised():
     assert (result.records, result.commit_failed) == (6, True)
     (partition, value), = intake.producer.sent
     assert partition == 0 and len(IntakeBatch.decode(value)) == 6
+
+
+# --- normalized batches: what the intake forwards when it normalizes ---------------------------------------
+
+def _encoded_traffic(n: int, malformed: int = 0) -> list[tuple]:
+    """(topic, offset, timestamp, key, value) records of the simulated model: n predictions, n feedbacks, junk."""
+    from driftline.connectors.codec import make_codec
+    from driftline.simulation import SimulatedService
+
+    traffic = SimulatedService(n=n, malformed_count=0).traffic()
+    records = []
+    for topic, schema, events in (("driftline.predictions", "prediction_event", traffic.predictions),
+                                  ("driftline.feedback", "feedback_event", traffic.feedback)):
+        for i, value in enumerate(make_codec(schema).encode_many(events)):
+            records.append((topic, i, events[i]["timestamp"] + 5, events[i]["request_id"].encode(), value))
+    records += [("driftline.predictions", n + k, None, b"junk", b"\x00 not an event") for k in range(malformed)]
+    return records
+
+
+def _normalizer():
+    from driftline.settings import Settings
+    from driftline.streams.normalize import Normalizer
+
+    return Normalizer.from_settings(Settings(pseudonymization_key="k" * 32))
+
+
+def test_a_normalized_batch_gives_back_the_normalizers_events_and_dead_letters():
+    from driftline.streams.intake import normalized_batches
+    from driftline.streams.normalize import RawRecord
+
+    records = _encoded_traffic(30, malformed=3)
+    normalizer = _normalizer()
+    (batch,) = normalized_batches(2, records, normalizer, now_ms=1_800_000_000_000)
+    events, dead, sent_ms = IntakeBatch.decode(batch.encode()).normalized()
+    expected = normalizer.normalize_batch([RawRecord(v, k, t, 2, o, ts) for t, o, ts, k, v in records],
+                                          now_ms=1_800_000_000_000)
+    assert events == expected.events and len(events) == 60 and len(batch) == 63
+    assert dead == expected.dead_letters and {d.source_offset for d in dead} == {30, 31, 32}
+    assert all(d.source_partition == 2 and d.raw == b"\x00 not an event" and d.reason for d in dead)
+    assert sorted(sent_ms) == sorted(ts for _, _, ts, _, _ in records if ts is not None)
+
+
+def test_normalized_batches_stay_within_the_size_and_count_limits_and_keep_the_order():
+    from driftline.streams.intake import normalized_batches
+
+    records = _encoded_traffic(200, malformed=5)
+    for max_bytes, max_records in ((20_000, None), (1_000_000, 70), (1, None)):
+        batches = normalized_batches(0, records, _normalizer(), 1_800_000_000_000, max_bytes, max_records)
+        decoded = [IntakeBatch.decode(b.encode()).normalized() for b in batches]
+        events = [(e.topic, e.offset) for part in decoded for e in part[0]]
+        assert events == [(t, o) for t, o, _, _, _ in records[:400]], "every event once, in the order released"
+        assert sum(len(part[1]) for part in decoded) == 5
+        assert all(len(b.encode()) <= max_bytes + 1_000 or len(b) == 1 for b in batches)
+        assert max_records is None or all(len(b) <= max_records for b in batches)
+    assert len(normalized_batches(0, records, _normalizer(), 1_800_000_000_000, 1, None)) == 405
+
+
+def test_a_batch_an_older_worker_forwarded_is_still_read():
+    from driftline.connectors.codec import SingleObjectCodec, load_schema
+
+    old = SingleObjectCodec(load_schema("intake_batch_v1")).encode({
+        "partition": 1, "topics": ["p"], "topic_index": [0], "offsets": [4], "timestamps_ms": [-1],
+        "keys": [None], "values": [b"raw"]})
+    batch = IntakeBatch.decode(old)
+    assert [(r.topic, r.partition, r.offset, r.value) for r in batch.records()] == [("p", 1, 4, b"raw")]
+    assert batch.events == [] and batch.dead_letters == []
+
+
+def test_the_intake_process_counters_become_one_cycle_result_per_poll():
+    from driftline.settings import Settings
+    from driftline.streams.intake import IntakeProcess
+
+    child = IntakeProcess(Settings())
+    assert child.poll() is None and not child.alive
+    with child._counters.get_lock():
+        child._counters[:] = [3, 1, 250, 4, 0]
+    result = child.poll()
+    assert (result.records, result.batches, result.full, result.commit_failed) == (250, 4, True, False)
+    child._counters[0] += 1
+    child._counters[2] += 10
+    result = child.poll()
+    assert (result.records, result.batches, result.full) == (10, 0, False)
+    assert child.poll() is None
+
+
+# --- time alignment across partitions ------------------------------------------------------------------------
+
+def _aligner(records: dict[tuple[str, int], list[int]]):
+    from driftline.streams.intake import TimeAligner
+
+    aligner = TimeAligner(["p", "f"], max_idle_s=60.0, clock=lambda: 0.0)
+    for (topic, partition), times in records.items():
+        for offset, ts in enumerate(times):
+            aligner.add(topic, partition, (topic, offset, ts, None, b""))
+    return aligner
+
+
+def test_a_partition_read_far_ahead_waits_for_the_others_and_is_released_in_time_order_with_them():
+    aligner = _aligner({("p", 0): [10, 20, 30, 40, 50], ("f", 0): [15, 45], ("p", 1): [12, 25], ("f", 1): [22]})
+    released = aligner.release(caught_up=lambda t, p: False)
+    assert [r[2] for r in released[0]] == [10, 15, 20] and [r[2] for r in released[1]] == [12, 22]
+    # partition 1's feedback ran dry at 22 and is not caught up: nothing later than it goes, from any partition
+    assert aligner.buffered("p", 0) == 3 and aligner.buffered("p", 1) == 1
+    released = aligner.release(caught_up=lambda t, p: p == 1)  # partition 1 has nothing more to read now
+    assert [r[2] for r in released[0]] == [30, 40, 45] and [r[2] for r in released[1]] == [25]
+    assert aligner.buffered("p", 0) == 1  # f/0 ran dry at 45 and is not caught up
+
+
+def test_an_assigned_partition_with_nothing_read_yet_holds_the_others_back_until_caught_up():
+    aligner = _aligner({("p", 0): [10, 20], ("f", 0): [15]})
+    assigned = {("p", 0), ("f", 0), ("p", 1), ("f", 1)}
+    assert aligner.release(caught_up=lambda t, p: False, assigned=assigned) == {}
+    released = aligner.release(caught_up=lambda t, p: p == 1, assigned=assigned)
+    assert [r[2] for r in released[0]] == [10, 15]  # then f/0 ran dry and is not caught up
+
+
+def test_an_empty_partition_with_records_waiting_on_the_broker_never_lets_the_others_run_ahead():
+    from driftline.streams.intake import TimeAligner
+
+    now = [0.0]
+    aligner = TimeAligner(["p", "f"], max_idle_s=1.0, clock=lambda: now[0])
+    aligner.add("p", 0, ("p", 0, 10, None, b""))
+    aligner.add("f", 0, ("f", 0, 12, None, b""))
+    assigned = {("p", 0), ("f", 0), ("p", 1), ("f", 1)}
+    waiting = {"p": False, "f": None}  # p/1 has records not fetched yet; f/1: unknown
+    for now[0] in (0.0, 5.0, 60.0):
+        assert aligner.release(lambda t, p: True if p == 0 else waiting[t], assigned) == {}
+    waiting["p"] = True  # p/1 fetched and read up: the unknown f/1 has been empty for a minute, past the idle time
+    assert [r[2] for r in aligner.release(lambda t, p: True if p == 0 else waiting[t], assigned)[0]] == [10, 12]

@@ -591,3 +591,33 @@ def test_bucket_width_cannot_change_for_an_existing_store(store):
     LabelJoiner(store, bucket_ms=HOUR_MS).join_batch([prediction("r", T0)], [])
     with pytest.raises(JoinStoreError, match="bucket_ms"):
         LabelJoiner(store, bucket_ms=60_000).join_batch([], [feedback("r", T0)])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(-50_000, 120_000), min_size=1, max_size=60), st.randoms(use_true_random=False),
+       st.integers(1, 8))
+def test_no_outcome_becomes_known_before_the_bound_the_previous_batches_gave(delays, rng, batches):
+    """Each side in event-time order, interleaved and batched at random: every outcome's known time (the later
+    of prediction and label) is at or after ``known_ms`` as it stood before its batch. The watermark is not."""
+    predictions = [prediction(f"r{i}", T0 + 1_000 * i) for i in range(len(delays))]
+    labels = sorted((feedback(f"r{i}", T0 + 1_000 * i + d) for i, d in enumerate(delays)), key=lambda f: f["timestamp_ms"])
+    merged, p, f = [], 0, 0
+    while p < len(predictions) or f < len(labels):  # a random interleaving that keeps each side's order
+        if f >= len(labels) or (p < len(predictions) and rng.random() < 0.5):
+            merged.append(("p", predictions[p]))
+            p += 1
+        else:
+            merged.append(("f", labels[f]))
+            f += 1
+    cuts = sorted(rng.sample(range(1, len(merged)), min(batches, len(merged) - 1))) if len(merged) > 1 else []
+    joiner = LabelJoiner({}, window_ms=WINDOW)
+    bound = None
+    for start, end in zip([0] + cuts, cuts + [len(merged)]):
+        part = merged[start:end]
+        result = joiner.join_batch([r for k, r in part if k == "p"], [r for k, r in part if k == "f"])
+        for outcome in result.outcomes:
+            known = max(outcome.document["timestamp_ms"],
+                        outcome.document["timestamp_ms"] + outcome.document["feedback"]["delay_ms"])
+            assert bound is None or known >= bound
+        assert result.known_ms is None or bound is None or result.known_ms >= bound
+        bound = result.known_ms if result.known_ms is not None else bound

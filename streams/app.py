@@ -270,6 +270,17 @@ class Pipeline:
             await self.webhook.close()
             self.webhook = None
 
+    def offset_guard(self, stage: str) -> OffsetGuard:
+        """The guard that keeps a stage's input in offset order (its counts go to the report)."""
+        settings = self.settings
+
+        async def committed(topic: str) -> dict[int, int | None]:
+            return await asyncio.get_running_loop().run_in_executor(
+                None, committed_offsets, settings, settings.app_id, topic, settings.topic_partitions)
+
+        guard = self.guards[stage] = OffsetGuard(self.app.consumer, committed)
+        return guard
+
     # --- ingest -----------------------------------------------------------------
 
     def sample_rate(self, model: str) -> float:
@@ -564,17 +575,6 @@ class Pipeline:
         await self.changelog.flush()
 
     # --- detect -----------------------------------------------------------------
-
-    def offset_guard(self, stage: str) -> OffsetGuard:
-        """The guard that keeps a stage's input in offset order (its counts go to the report)."""
-        settings = self.settings
-
-        async def committed(topic: str) -> dict[int, int | None]:
-            return await asyncio.get_running_loop().run_in_executor(
-                None, committed_offsets, settings, settings.app_id, topic, settings.topic_partitions)
-
-        guard = self.guards[stage] = OffsetGuard(self.app.consumer, committed)
-        return guard
 
     def new_bank(self, key: str) -> DetectorBank:
         model_key = ModelKey.decode(key)

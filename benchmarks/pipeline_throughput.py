@@ -167,7 +167,6 @@ class Worker:
             if "driftline counts: " in line:
                 body = line.split("driftline counts: ", 1)[1]
                 counts, rest = body.split("; seconds: ", 1)
-                counts = counts.split("; offsets: ", 1)[0]  # the offset guards' counts (streams/offsets.py)
                 seconds, latency = rest.split("; latency ms: ", 1)
                 parsed.append((ast.literal_eval(counts), ast.literal_eval(seconds), ast.literal_eval(latency.strip())))
         return parsed

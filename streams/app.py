@@ -835,9 +835,9 @@ def create_app(settings: Settings) -> faust.App:
     @app.timer(interval=settings.report_interval_s)
     async def report() -> None:
         if pipeline.counts:
-            offsets = {f"{stage}.{k}": v for stage, guard in pipeline.guards.items() for k, v in guard.counts.items() if v}
-            log.info("driftline counts: %s; offsets: %s; seconds: %s; latency ms: %s",
-                     dict(sorted(pipeline.counts.items())), offsets,
+            counts = dict(pipeline.counts) | {f"offsets.{stage}.{k}": v for stage, guard in pipeline.guards.items()
+                                              for k, v in guard.counts.items() if v}
+            log.info("driftline counts: %s; seconds: %s; latency ms: %s", dict(sorted(counts.items())),
                      {k: round(v, 1) for k, v in sorted(pipeline.seconds.items())}, pipeline.latency_report())
 
     return app

@@ -12,16 +12,20 @@ In the intake (a process of its own by default, ``DRIFTLINE_INTAKE_PROCESS``):
 2. ``forward``: the normalized events as intake batches (``normalized_batches``
    minus the normalizing, and the Avro encoding of the batch);
 
-in the worker's event loop:
+on the worker's event loop:
 
 3. ``receive``: the intake batches decoded back into events;
 4. ``prepare``: ``Pipeline.prepare_partition`` = the label join (on a staged
    store over a dict, as over the memory table) + the documents to index +
    one observation batch per model key;
 5. ``encode``: the observation batches split to Kafka's size limit and encoded;
-6. ``detect``: decoded, then applied to each model key's ``DetectorBank``
-   (reorder, River detectors, windows), the bank checkpointed once per batch
-   of observation batches as the detect agent does.
+
+in the detect process (a process of its own by default, ``DRIFTLINE_DETECT_PROCESS``):
+
+6. ``detect``: what the detect process does (``BankKeeper.apply``): decoded,
+   applied to each model key's ``DetectorBank`` (reorder, River detectors,
+   windows), the bank checkpointed once per batch of observation batches as
+   the detect agent does.
 
 Each stage is timed in CPU seconds of this thread per request, twice: with
 Python's default garbage-collector thresholds, then tuned as the worker tunes
@@ -51,7 +55,8 @@ from driftline.settings import Settings  # noqa: E402
 from driftline.simulation import SimulatedService  # noqa: E402
 from driftline.streams.app import Pipeline  # noqa: E402
 from driftline.streams.collector import tune_garbage_collector  # noqa: E402
-from driftline.streams.detect import ObservationBatch, split_batch  # noqa: E402
+from driftline.streams.banks import NEW_BANK, BankKeeper, BankRequest  # noqa: E402
+from driftline.streams.detect import split_batch  # noqa: E402
 from driftline.streams.intake import IntakeBatch, normalized_batches  # noqa: E402
 from driftline.streams.normalize import RawRecord  # noqa: E402
 from driftline.streams.staging import StagedStore  # noqa: E402
@@ -109,18 +114,16 @@ def run(settings: Settings, batches: list[tuple[int, list[RawRecord]]], detect_b
                                        for part in split_batch(b)])
         seconds["encode"] += spent
         encoded += messages
-    pipeline.detector_table = {}  # a dict in place of the table: the store, without its changelog
+    keeper = BankKeeper(settings, catalog=None)  # what the detect process does, here in this thread
+    kept: dict[str, str] = {}  # the table: a dict, without its changelog
 
     def detect(messages: list[tuple[str, bytes]]) -> None:
-        by_key: dict[str, list[ObservationBatch]] = defaultdict(list)
+        by_key: dict[str, list[bytes]] = defaultdict(list)
         for key, value in messages:
-            by_key[key].append(ObservationBatch.from_json(value))
-        for key, observation_batches in by_key.items():
-            bank = pipeline.load_bank(key) or pipeline.new_bank(key)
-            for batch in observation_batches:
-                bank.apply(batch, now_ms)
-            bank.take_documents()
-            pipeline.checkpoint_bank(key, bank)
+            by_key[key].append(value)
+        requests = [BankRequest(key, 0, values, None if key in kept else NEW_BANK) for key, values in by_key.items()]
+        for update in keeper.apply(requests, now_ms, "benchmark"):
+            kept[update.key] = update.checkpoint
 
     for start in range(0, len(encoded), detect_batch):
         spent, _ = cpu(lambda: detect(encoded[start:start + detect_batch]))
@@ -152,9 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nCPU µs per request (a prediction and its feedback), {args.requests:,} requests\n")
     print("| stage | default gc | tuned gc |")
     print("| --- | --- | --- |")
-    intake, worker = ("normalize", "forward"), ("receive", "prepare", "encode", "detect")
+    places = {"intake": ("normalize", "forward"), "event loop": ("receive", "prepare", "encode"),
+              "detect": ("detect",)}
     totals: dict[str, dict[str, float]] = {}
-    for where, stages in (("intake", intake), ("worker", worker)):
+    for where, stages in places.items():
         for stage in stages:
             print(f"| {where}: {stage} | {results['default gc'][stage] / args.requests * 1e6:.0f} "
                   f"| {results['tuned gc'][stage] / args.requests * 1e6:.0f} |")
@@ -162,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| **{where} total** | {totals[where]['default gc'] / args.requests * 1e6:.0f} "
               f"| {totals[where]['tuned gc'] / args.requests * 1e6:.0f} |")
     print("\none core's ceiling with the tuned collector (before Faust, Kafka and Elasticsearch): "
-          f"the intake {args.requests / totals['intake']['tuned gc']:,.0f} requests/s, "
-          f"the worker's event loop {args.requests / totals['worker']['tuned gc']:,.0f} requests/s")
+          + ", ".join(f"{where} {args.requests / totals[where]['tuned gc']:,.0f} requests/s" for where in places)
+          + f"; all three on one core {args.requests / sum(t['tuned gc'] for t in totals.values()):,.0f} requests/s")
     return 0
 
 

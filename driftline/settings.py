@@ -95,6 +95,7 @@ class Settings(BaseSettings):
     batch_within_s: float = Field(0.5, gt=0, description="seconds a stage waits for a batch to fill")
     intake_within_s: float = Field(0.1, gt=0, description="seconds the intake's batch consumer waits for batch_size records before it forwards what it has")
     intake_process: bool = Field(True, description="run the intake (batch consumer and normalizer) in a child process, on another core than the worker's event loop; false: on a thread of the worker")
+    detect_process: bool = Field(True, description="keep, feed and checkpoint the detectors' banks in a child process, on another core than the worker's event loop; false: on the event loop")
     label_window_s: float = Field(7 * 86400, gt=0, description="how long, in event time, a prediction waits for its label (and a label for its prediction)")
     prediction_sample_rate: float = Field(1.0, ge=0, le=1, description="share of raw predictions indexed into Elasticsearch (drift events, alerts and metrics are always indexed)")
     outcome_sample_rate: float = Field(1.0, ge=0, le=1, description="share of joined outcomes indexed into Elasticsearch (the detectors and windowed metrics still see every outcome)")

@@ -25,6 +25,8 @@ Python over a batch):
     replay-safe positions, alert cooldowns; the ``detectors`` table); each
     alarm becomes a drift event and, through the cooldown policy, an alert;
     both are indexed, alerts also go to the alerts topic and the webhook.
+    The banks are kept, fed and checkpointed by :mod:`.banks`, in a child
+    process by default; the agent does the I/O.
 
 Delivery: a batch is acknowledged (its offsets become committable) only after
 Elasticsearch acknowledged its documents and Kafka its output records; its
@@ -66,14 +68,13 @@ from driftline.connectors.elasticsearch.sink import SinkBatch
 from driftline.connectors.kafka_admin import committed_offsets
 from driftline.connectors.webhook import WebhookNotifier
 from driftline.settings import Settings
-from driftline.streams.alerts import AlertPolicy
+from driftline.streams.banks import BankRequest, BankUpdate, DetectProcess, LocalKeeper, checkpoint_request
 from driftline.streams.batching import take_batches
 from driftline.streams.changelog import ChangelogProducer
 from driftline.streams.clock import BacklogClock
 from driftline.streams.detect import (
     JOIN_CLOCK,
     PREDICTION_CLOCK,
-    DetectorBank,
     ModelKey,
     ObservationBatch,
     WindowRecord,
@@ -81,15 +82,11 @@ from driftline.streams.detect import (
 )
 from driftline.streams.intake import CycleResult, IntakeBatch, IntakeService, intake_topic
 from driftline.streams.join import LabelJoiner
-from driftline.streams.metrics import MetricsConfig
 from driftline.streams.skew import SkewValidator, anomaly_document
 from driftline.streams.slices import parse_slices, slices_of
 from driftline.streams.windows import (
     OUTCOME,
-    PIPELINE_THRESHOLDS,
     PREDICTION,
-    WindowSet,
-    WindowSettings,
     outcome_record,
     prediction_record,
 )
@@ -175,7 +172,6 @@ class Pipeline:
         self.changelog = ChangelogProducer(settings.kafka_client_config())
         self.join_table.changelog_producer = self.detector_table.changelog_producer = self.changelog
         self.window_ms = int(settings.label_window_s * 1000)
-        self.policy = AlertPolicy(cooldown_s=settings.alert_cooldown_s)
         self.dead_letter_codec = make_codec("dead_letter")
         self.normalizer: Normalizer | None = None
         self.sink: ElasticsearchSink | None = None
@@ -188,7 +184,11 @@ class Pipeline:
         self._in_flight: deque[asyncio.Future[None]] = deque()  # ingest batches being indexed, oldest first
         self._join_stores: dict[int, StagedStore] = {}  # per partition, the latest batch's join writes
         self._detect_lock = asyncio.Lock()
-        self._banks: dict[str, tuple[str, DetectorBank]] = {}  # per model key: its last checkpoint and the bank
+        # the detectors' banks, kept in memory by the keeper (a child process by default: streams/banks.py);
+        # per model key, the checkpoint the keeper returned and this worker wrote (see checkpoint_request)
+        self.keeper = DetectProcess(settings) if settings.detect_process else LocalKeeper(settings, self.catalog)
+        self._keeper_started = False
+        self._kept: dict[str, Any] = {}
         self.waiting: dict[str, int] = {}  # model keys whose banks hold values or open windows -> their partition
         self.session = uuid.uuid4().hex  # this worker process; banks reset their idle clocks on a new one
         self.partition_events: dict[int, EventT] = {}  # the latest observation event per partition (for the store)
@@ -199,7 +199,6 @@ class Pipeline:
                                   start_ms=int(time.time() * 1000))
         self.validators: dict[str, tuple[Baseline, SkewValidator]] = {}
         self.slice_specs = parse_slices(settings.slices)
-        self.window_settings = window_settings(settings)
         self.windows_enabled = settings.windows_enabled
 
     def _table(self, name: str, partitions: int, schema: faust.Schema) -> PartitionTable:
@@ -262,6 +261,7 @@ class Pipeline:
 
     async def stop(self) -> None:
         self.catalog.stop()
+        await asyncio.to_thread(self.keeper.stop)
         self.changelog.close()
         if self.sink is not None:
             await self.sink.close()
@@ -576,103 +576,63 @@ class Pipeline:
 
     # --- detect -----------------------------------------------------------------
 
-    def new_bank(self, key: str) -> DetectorBank:
-        model_key = ModelKey.decode(key)
-        return DetectorBank(model_key, partitions=self.settings.topic_partitions,
-                            idle_ms=int(self.settings.detect_idle_s * 1000),
-                            windows=WindowSet(model_key, self.window_settings) if self.windows_enabled else None)
+    async def start_keeper(self) -> None:
+        """Start the bank keeper (in its child process, ``DRIFTLINE_DETECT_PROCESS``): once, for the detect agent."""
+        if not self._keeper_started:
+            self._keeper_started = True
+            await asyncio.to_thread(self.keeper.start)
 
-    def load_bank(self, key: str) -> DetectorBank | None:
-        """The key's bank (its window settings those of this worker), or None if the table has none.
-
-        The bank this worker last checkpointed stays in memory: it is used as
-        long as the table still holds that checkpoint (unpickling a bank with
-        open windows costs milliseconds, once per detect batch otherwise). A
-        checkpoint written elsewhere (another worker, before a rebalance) is
-        loaded from the table.
-        """
-        stored = self.detector_table.get(key)  # the checkpoint, or the head of its parts
-        if not stored:
-            return None
-        cached = self._banks.get(key)
-        if cached is not None and (cached[0] is stored or cached[0] == stored):
-            return cached[1]
-        return self.bank_from_checkpoint(get_text(self.detector_table, key))
-
-    def bank_from_checkpoint(self, stored: str) -> DetectorBank:
-        bank = DetectorBank.loads(stored)
-        windows = getattr(bank, "windows", None)
-        if not self.windows_enabled:
-            bank.windows = None
-        elif windows is None:
-            bank.windows = WindowSet(bank.key, self.window_settings)
-        else:
-            windows.settings = self.window_settings
-        return bank
-
-    def checkpoint_bank(self, key: str, bank: DetectorBank) -> None:
-        """Write the bank to the table (one changelog record, or its parts and their head if it is long),
-        and keep it in memory for the next batch."""
-        self._banks[key] = (put_text(self.detector_table, key, bank.dumps()), bank)
-
-    def baseline_of(self, bank: DetectorBank) -> Baseline | None:
-        return self.catalog.get(bank.key.model, bank.key.version)
+    def _request(self, key: str, partition: int, messages: list[bytes]) -> BankRequest:
+        return BankRequest(key, partition, messages, checkpoint_request(self.detector_table, self._kept, key, get_text))
 
     async def detect(self, events: Sequence[EventT]) -> None:
-        """Feed one batch of observation batches to the detectors of their model keys."""
-        by_key: dict[tuple[int, str], list[ObservationBatch]] = defaultdict(list)
+        """Feed one batch of observation batches to the detectors of their model keys (in the bank keeper)."""
+        by_key: dict[tuple[int, str], list[bytes]] = defaultdict(list)
         for event in events:
-            by_key[(event.message.partition, event.key.decode())].append(ObservationBatch.from_json(event.value))
+            by_key[(event.message.partition, event.key.decode())].append(event.value)
             self.partition_events[event.message.partition] = event
         now_ms = self.clock.tick()
         async with self._detect_lock:
-            updates = []
-            for (partition, key), batches in by_key.items():
-                bank = self.load_bank(key) or self.new_bank(key)
-                bank.resume(self.session, now_ms)
-                baseline = self.baseline_of(bank)
-                drift = []
-                for batch in batches:
-                    self.counts["observation_batches"] += 1
-                    drift += bank.apply(batch, now_ms, baseline)
-                updates.append((partition, key, bank, drift))
+            requests = [self._request(key, partition, messages) for (partition, key), messages in by_key.items()]
+            started = time.perf_counter()
+            updates = await self.keeper.apply(requests, now_ms, self.session)
+            self.seconds["detect.apply"] += time.perf_counter() - started
             await self._publish(updates)
 
     async def release_idle(self) -> None:
         """Release values held back for partitions that went silent (end of a burst, idle models)."""
         now_ms = self.clock.tick()
         async with self._detect_lock:
-            updates = []
-            for key, partition in list(self.waiting.items()):
-                bank = self.load_bank(key)
-                if bank is None:
-                    continue
-                bank.resume(self.session, now_ms)
-                drift = bank.release(now_ms, self.baseline_of(bank))
-                if drift or bank.outbox or not bank.holding:
-                    updates.append((partition, key, bank, drift))
-            if updates:
-                await self._publish(updates)
+            requests = [self._request(key, partition, []) for key, partition in list(self.waiting.items())
+                        if self.detector_table.get(key)]
+            if not requests:
+                return
+            updates = await self.keeper.release(requests, now_ms, self.session)
+            for update in updates:
+                if update.checkpoint is None:  # nothing to write: the keeper's bank is still the table's
+                    self._kept[update.key] = self.detector_table.get(update.key)
+            await self._publish([update for update in updates if update.checkpoint is not None])
 
-    async def _publish(self, updates: list[tuple[int, str, DetectorBank, list[Any]]]) -> None:
-        """Index drift events and alerts, send alerts, then checkpoint the banks (in that order)."""
+    async def _publish(self, updates: list[BankUpdate]) -> None:
+        """Index window documents, drift events and alerts, send alerts, then checkpoint the banks (in that order)."""
         assert self.sink is not None
         topic = self.observations_topic.get_topic_name()
         alerts = []
         touched: set[int] = set()
-        for partition, _, bank, drift_events in updates:
-            for stream, document in bank.take_documents():
+        for update in updates:
+            partition = update.partition
+            self.counts["observation_batches"] += update.batches
+            for stream, document in update.documents:
                 self.counts[f"{stream}_documents"] += 1
                 self.sink.add(stream, document, topic=topic, partition=partition, doc_id=document["event"]["id"])
                 touched.add(partition)
-            for drift in drift_events:
+            for drift in update.drift:
                 self.counts["drift_events"] += 1
                 self.sink.add("drift", drift.document(), topic=topic, partition=partition, doc_id=drift.id)
                 touched.add(partition)
-                alert = self.policy.consider(drift, bank.alert_state)
-                if alert is not None:
-                    self.sink.add("alerts", alert.document(), topic=topic, partition=partition, doc_id=alert.id)
-                    alerts.append(alert)
+            for alert in update.alerts:
+                self.sink.add("alerts", alert.document(), topic=topic, partition=partition, doc_id=alert.id)
+                alerts.append(alert)
         for partition in sorted(touched):
             await flush_until_indexed(self.sink, self.sink.take(topic, partition))
         deliveries = [await self.alerts_topic.send(key=a.drift.alert_key.encode(), value=a.to_json()) for a in alerts]
@@ -683,14 +643,16 @@ class Pipeline:
             log.warning("ALERT %s", alert.message)
             if self.webhook is not None:
                 await self.webhook.deliver(alert.document(), key=alert.id)
-        for partition, key, bank, _ in updates:
-            with partition_scope(partition, self.partition_events.get(partition)):
-                self.checkpoint_bank(key, bank)
-            if bank.holding:
-                self.waiting[key] = partition
+        for update in updates:
+            assert update.checkpoint is not None
+            with partition_scope(update.partition, self.partition_events.get(update.partition)):
+                # the keeper's bank is the table's again: the next request for the key may leave the checkpoint out
+                self._kept[update.key] = put_text(self.detector_table, update.key, update.checkpoint)
+            if update.holding:
+                self.waiting[update.key] = update.partition
             else:
-                self.waiting.pop(key, None)
-        partitions = sorted({partition for partition, _, _, _ in updates})
+                self.waiting.pop(update.key, None)
+        partitions = sorted({update.partition for update in updates})
         started = time.perf_counter()
         await self.seal(self.detector_table, [(p, self.partition_events.get(p)) for p in partitions])
         self.seconds["detect.seal"] += time.perf_counter() - started
@@ -715,26 +677,6 @@ class PreparedPartition:
     documents: list[tuple[str, dict[str, Any], str, int]] = dataclasses.field(default_factory=list)
     #: one per model key, before splitting to Kafka's size limit
     batches: list[ObservationBatch] = dataclasses.field(default_factory=list)
-
-
-def window_settings(settings: Settings) -> WindowSettings:
-    """The windows' configuration from driftline's settings.
-
-    Example:
-        >>> window_settings(Settings(metrics_window_s=60, positive_label="fraud")).metrics.window_ms
-        60000
-        >>> t = window_settings(Settings(drift_thresholds={"*": {"psi": 0.2}, "amount": {"wasserstein": 0.3}})).thresholds
-        >>> t.psi, t.for_feature("amount").wasserstein, t.for_feature("age").wasserstein
-        (0.2, 0.3, 0.1)
-    """
-    gap = settings.fairness_gap_threshold
-    metrics = MetricsConfig(window_ms=int(settings.metrics_window_s * 1000), positive_label=settings.positive_label,
-                            sensitive_attribute=settings.sensitive_attribute,
-                            fairness_thresholds={"fpr_gap": gap, "fnr_gap": gap, "accuracy_gap": gap})
-    overrides = dict(settings.drift_thresholds)
-    thresholds = dataclasses.replace(PIPELINE_THRESHOLDS, **overrides.pop("*", {}), per_feature=overrides)
-    return WindowSettings(size_ms=int(settings.metrics_window_s * 1000),
-                          lateness_ms=int(settings.metrics_lateness_s * 1000), metrics=metrics, thresholds=thresholds)
 
 
 def _with_time(event: NormalizedEvent) -> dict[str, Any]:
@@ -823,6 +765,7 @@ def create_app(settings: Settings) -> faust.App:
         await pipeline.start_catalog()
         await pipeline.start_sink()
         await pipeline.start_webhook()
+        await pipeline.start_keeper()
         async for events in take_batches(stream, batch, within, pipeline.offset_guard("detect")):
             with pipeline.clock.batch("detect", full=len(events) >= batch):
                 await pipeline.detect(events)

@@ -80,7 +80,7 @@ def test_the_intake_forwards_each_record_once_to_its_own_partition_and_resumes_a
     assert sum(1 for r in late if r.value.startswith(b"late-")) == 100
 
 
-def _intake_children(pid: int) -> set[int]:
+def _spawned_children(pid: int) -> set[int]:
     """The process's children started by multiprocessing's spawn (not its resource tracker), from any thread."""
     children = {int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()}
     return {c for c in children if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text(errors="replace")}
@@ -106,7 +106,7 @@ def _log_three(settings, n: int = 3) -> None:
 
 
 @pytest.mark.parametrize("in_process", [True, False], ids=["intake-process", "intake-thread"])
-def test_the_worker_indexes_through_either_intake_and_its_intake_process_leaves_with_it(settings, tmp_path,
+def test_the_worker_indexes_through_either_intake_and_its_child_processes_leave_with_it(settings, tmp_path,
                                                                                         in_process):
     config = pipeline_settings(settings, intake_process=in_process)
     ensure_topics(config, driftline_topics(config))
@@ -117,14 +117,13 @@ def test_the_worker_indexes_through_either_intake_and_its_intake_process_leaves_
         wait_until(lambda: reader.count("predictions") >= 3, 120, "predictions indexed", worker)
         assert reader.count("predictions") == 3
         assert worker.process is not None
-        children = _intake_children(worker.process.pid)
-        if not in_process:
-            assert not children, "the thread intake starts no process"
-            return
-        (child,) = children
+        children = _spawned_children(worker.process.pid)
+        # the detect process (DRIFTLINE_DETECT_PROCESS), and the intake process unless the intake runs on a thread
+        assert len(children) == (2 if in_process else 1), children
         os.kill(worker.process.pid, signal.SIGKILL)  # the worker alone: no clean shutdown, no process group
         worker.process.wait(10)
-        wait_until(lambda: not _running(child), 20, "the orphaned intake process to exit")
+        for child in children:
+            wait_until(lambda: not _running(child), 20, "the orphaned child process to exit")
     finally:
         worker.stop()
         reader.close()

@@ -42,7 +42,13 @@ everything is in:
 The windows (metrics, baseline comparisons, skew checks) are on, as by
 default, without a baseline; ``--windows off`` turns them off. The intake
 runs in a process of its own, as by default; ``--intake thread`` runs it on a
-thread of the worker.
+thread of the worker. So do the detectors' banks; ``--detect loop`` keeps
+them on the worker's event loop. For (a) the run also prints the CPU time
+each process on the machine used while the worker was busy (the worker, its
+``dl-intake`` and ``dl-detect`` children, the broker, the Elasticsearch-API
+server): on two cores, where the time goes. The bare bulk rate is measured
+only for the scenarios that compare with it (``indexing``, and ``latency``
+without ``--latency-rate``).
 
 Run:
     python benchmarks/pipeline_throughput.py                      # 10,000 requests, every scenario
@@ -142,6 +148,47 @@ def bare_elasticsearch(settings: Settings, documents: list[tuple[str, dict]]) ->
     return rate
 
 
+# --- CPU by process ------------------------------------------------------------------------------
+
+def cpu_by_process() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) every process on this machine has used so far, with its name (Linux ``/proc``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        name, fields = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+        out[int(entry.name)] = (name, (int(fields[11]) + int(fields[12])) / tick)  # utime, stime
+    return out
+
+
+class CpuMeter:
+    """CPU seconds per process between :meth:`start` and :meth:`stop`, grouped by process name; the workers
+    themselves (event loop, Kafka clients' and Elasticsearch client's threads) as ``worker``."""
+
+    def __init__(self, workers: list["Worker"]) -> None:
+        self.workers = workers
+        self.before: dict[int, tuple[str, float]] | None = None
+        self.used: dict[str, float] = {}
+
+    def start(self) -> None:
+        self.before = cpu_by_process()
+
+    def stop(self) -> dict[str, float]:
+        after, before = cpu_by_process(), self.before or {}
+        workers = {w.process.pid for w in self.workers}
+        used: dict[str, float] = {}
+        for pid, (name, seconds) in after.items():
+            label = "worker" if pid in workers else "benchmark" if pid == os.getpid() else name
+            used[label] = used.get(label, 0.0) + seconds - before.get(pid, (name, 0.0))[1]
+        self.used = {k: v for k, v in sorted(used.items(), key=lambda kv: -kv[1]) if v >= 0.05}
+        return self.used
+
+
 # --- the worker ----------------------------------------------------------------------------------
 
 class Worker:
@@ -235,9 +282,10 @@ def wait_indexed(workers: list[Worker], documents: int, limit_s: float = 1800) -
     raise SystemExit(f"not everything was indexed within {limit_s:.0f} s")
 
 
-def wait_processed(worker: Worker, records: int, limit_s: float = 1800) -> tuple[float, float]:
+def wait_processed(worker: Worker, records: int, limit_s: float = 1800,
+                   meter: CpuMeter | None = None) -> tuple[float, float]:
     """Poll the worker's reports until it ingested ``records`` and its detect stage took every observation
-    batch ingest sent; returns (seconds to the first ingested record, seconds busy)."""
+    batch ingest sent; returns (seconds to the first ingested record, seconds busy). ``meter`` runs while busy."""
     started = time.perf_counter()
     first = None
     while time.perf_counter() - started < limit_s:
@@ -247,10 +295,14 @@ def wait_processed(worker: Worker, records: int, limit_s: float = 1800) -> tuple
         ingested = counts.get("ingested", 0)
         if first is None and ingested:
             first = time.perf_counter()
+            if meter is not None:
+                meter.start()
         print(f"  {time.perf_counter() - started:6.1f} s: ingested {ingested:,}, observation batches "
               f"{counts.get('observation_batches', 0):,} of {counts.get('observation_batches_sent', 0):,}", flush=True)
         if ingested >= records and counts.get("observation_batches", 0) >= counts.get("observation_batches_sent", 1):
             finished = time.perf_counter()
+            if meter is not None:
+                meter.stop()
             return (first or finished) - started, finished - (first or started)
         time.sleep(0.5)
     raise SystemExit(f"not everything was processed within {limit_s:.0f} s")
@@ -265,11 +317,12 @@ def backlog_run(settings: Settings, traffic: Traffic, folder: Path, name: str, w
     log_traffic(settings, traffic)
     procs = [Worker(settings, folder / f"{name}-{i}.log") for i in range(workers)]
     index = Index(settings)
+    meter = CpuMeter(procs)
     try:
         if processed is None:
             startup, busy = wait_indexed(procs, 2 * n)
         else:
-            startup, busy = wait_processed(procs[0], 2 * processed)
+            startup, busy = wait_processed(procs[0], 2 * processed, meter=meter)
         counts = {stream: index.count(stream) for stream in ("predictions", "outcomes")}
         time.sleep(2 * settings.report_interval_s + 0.5)  # one more periodic report with the final counts
         reports = [w.reports()[-1] if w.reports() else ({}, {}, {}) for w in procs]
@@ -278,7 +331,8 @@ def backlog_run(settings: Settings, traffic: Traffic, folder: Path, name: str, w
             w.stop()
         index.drop()
         index.close()
-    return {"startup_s": startup, "busy_s": busy, "events_per_s": 2 * n / busy, "counts": counts, "reports": reports}
+    return {"startup_s": startup, "busy_s": busy, "events_per_s": 2 * n / busy, "counts": counts, "reports": reports,
+            "cpu": meter.used}
 
 
 def latency_run(settings: Settings, service: SimulatedService, rate: float, seconds: float, folder: Path) -> dict:
@@ -339,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--windows", choices=("on", "off"), default="on", help="windowed metrics and comparisons")
     parser.add_argument("--intake", choices=("process", "thread"), default="process",
                         help="where the worker's intake (batch consumer and normalizer) runs: DRIFTLINE_INTAKE_PROCESS")
+    parser.add_argument("--detect", choices=("process", "loop"), default="process",
+                        help="where the detectors' banks are fed and checkpointed: DRIFTLINE_DETECT_PROCESS")
     parser.add_argument("--latency-seconds", type=float, default=30.0, help="how long the live feed of the latency run lasts")
     parser.add_argument("--latency-rate", type=float, default=None,
                         help="events/s of the live feed (default: half of what the indexing run sustained)")
@@ -369,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
                 deadletter_topic=f"{tag}.deadletter", alerts_topic=f"{tag}.alerts", baselines_topic=f"{tag}.baselines",
                 es_index_prefix=tag, pseudonymization_key=generate_key(), worker_dir=folder / "worker" / tag,
                 detect_idle_s=5.0, windows_enabled=args.windows == "on", report_interval_s=1.0,
-                intake_process=args.intake == "process", **overrides,
+                intake_process=args.intake == "process", detect_process=args.detect == "process", **overrides,
             )
 
         settings = bench_settings()
@@ -384,8 +440,10 @@ def main(argv: list[str] | None = None) -> int:
         bare_topic, produce_rate, consume_rate = bare_kafka(settings, values)
         print("[2] an empty Faust agent on the same topic ...", flush=True)
         agent_rate = empty_agent_rate(bootstrap, bare_topic, settings.topic_partitions, len(values))
-        print("[3] bare Elasticsearch helpers.bulk of the same documents ...", flush=True)
-        bulk_rate = bare_elasticsearch(settings, documents)
+        bulk_rate = None  # the reference of (b), and of (c)'s rate unless given: measured only for them
+        if "indexing" in scenarios or ("latency" in scenarios and not args.latency_rate):
+            print("[3] bare Elasticsearch helpers.bulk of the same documents ...", flush=True)
+            bulk_rate = bare_elasticsearch(settings, documents)
 
         for step, scenario in enumerate(scenarios, start=4):
             print(f"[{step}] {scenario} ...", flush=True)
@@ -409,7 +467,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| bare Kafka produce | {produce_rate:,.0f} msgs/s |")
     print(f"| bare Kafka batch consume | {consume_rate:,.0f} msgs/s |")
     print(f"| empty Faust agent, same topic | {agent_rate:,.0f} events/s |")
-    print(f"| bare Elasticsearch helpers.bulk (predictions + outcomes) | {bulk_rate:,.0f} docs/s |")
+    if bulk_rate is not None:
+        print(f"| bare Elasticsearch helpers.bulk (predictions + outcomes) | {bulk_rate:,.0f} docs/s |")
     if "indexing" in results:
         r = results["indexing"]
         print(f"| worker start-up (group joins, templates) until the first document | {r['startup_s']:.1f} s |")
@@ -420,6 +479,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| (a) raw predictions not indexed: predictions/s with their feedback | {r['events_per_s'] / 2:,.0f} "
               f"({r['events_per_s']:,.0f} events/s; {r['events_per_s'] / agent_rate:.1f}x the empty Faust agent; "
               f"target: at least 5,000 predictions/s) |")
+        print("\n(a): CPU by process while the worker was busy (two cores: at most "
+              f"{2 * r['busy_s']:.1f} s in {r['busy_s']:.1f} s)\n")
+        print("| process | CPU s | µs per request | cores |")
+        print("| --- | --- | --- | --- |")
+        for label, seconds in r["cpu"].items():
+            print(f"| {label} | {seconds:.1f} | {seconds / n * 1e6:,.0f} | {seconds / r['busy_s']:.2f} |")
+        total = sum(r["cpu"].values())
+        print(f"| **all** | {total:.1f} | {total / n * 1e6:,.0f} | {total / r['busy_s']:.2f} |")
     if "latency" in results:
         r = results["latency"]
         lat = r["latency"]

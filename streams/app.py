@@ -184,16 +184,16 @@ class Pipeline:
         self._in_flight: deque[asyncio.Future[None]] = deque()  # ingest batches being indexed, oldest first
         self._join_stores: dict[int, StagedStore] = {}  # per partition, the latest batch's join writes
         self._detect_lock = asyncio.Lock()
-        # the detectors' banks, kept in memory by the keeper (a child process by default: streams/banks.py);
-        # per model key, the checkpoint the keeper returned and this worker wrote (see checkpoint_request)
-        self.keeper = DetectProcess(settings) if settings.detect_process else LocalKeeper(settings, self.catalog)
-        self._keeper_started = False
-        self._kept: dict[str, Any] = {}
         self.waiting: dict[str, int] = {}  # model keys whose banks hold values or open windows -> their partition
         self.session = uuid.uuid4().hex  # this worker process; banks reset their idle clocks on a new one
         self.partition_events: dict[int, EventT] = {}  # the latest observation event per partition (for the store)
         self.catalog = BaselineCatalog(settings)
         self._catalog_started = False
+        # the detectors' banks, kept in memory by the keeper (a child process by default: streams/banks.py);
+        # per model key, the checkpoint the keeper returned and this worker wrote (see checkpoint_request)
+        self.keeper = DetectProcess(settings) if settings.detect_process else LocalKeeper(settings, self.catalog)
+        self._keeper_started = False
+        self._kept: dict[str, Any] = {}
         # the detectors' idle timeouts count only time the worker is caught up (see streams/clock.py)
         self.clock = BacklogClock(("intake", "ingest", "detect"), quiet_s=2 * settings.batch_within_s + 1.0,
                                   start_ms=int(time.time() * 1000))

@@ -54,6 +54,9 @@ from driftline.streams.windows import PIPELINE_THRESHOLDS, WindowSet, WindowSett
 
 log = logging.getLogger(__name__)
 
+#: The detect process's name as ``ps`` shows it.
+DETECT_PROCESS_NAME = "dl-detect"
+
 #: A request's ``checkpoint`` for a key the table has no bank for yet.
 NEW_BANK = ""
 
@@ -210,9 +213,11 @@ def _start_child(settings: Settings, parent_pid: int, baselines: bool) -> None:
 
     from driftline.baselines.catalog import BaselineCatalog
     from driftline.streams.collector import tune_garbage_collector
+    from driftline.streams.process_name import name_this_process
 
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the worker stops us
+    name_this_process(DETECT_PROCESS_NAME)
     tune_garbage_collector()
     catalog: BaselineCatalog | None = BaselineCatalog(settings) if baselines else None
     try:
@@ -339,5 +344,5 @@ def checkpoint_request(table: Mapping[str, Any], kept: dict[str, Any], key: str,
     return read_text(table, key)
 
 
-__all__ = ["BankKeeper", "BankRequest", "BankUpdate", "DetectProcess", "LocalKeeper", "NEW_BANK",
+__all__ = ["DETECT_PROCESS_NAME", "BankKeeper", "BankRequest", "BankUpdate", "DetectProcess", "LocalKeeper", "NEW_BANK",
            "checkpoint_request", "window_settings"]

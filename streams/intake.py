@@ -60,6 +60,7 @@ from mode import Service
 from driftline.connectors.codec import SingleObjectCodec, load_schema
 from driftline.settings import Settings
 from driftline.streams.normalize import DeadLetterRecord, EventKind, NormalizedEvent, Normalizer, RawRecord
+from driftline.streams.process_name import name_this_process
 
 log = logging.getLogger(__name__)
 
@@ -593,6 +594,9 @@ class Intake:
                 self.producer = None
 
 
+#: The intake process's name as ``ps`` shows it.
+INTAKE_PROCESS_NAME = "dl-intake"
+
 #: How much lower the intake process's CPU priority is than the worker's (``os.nice``).
 INTAKE_NICENESS = 5
 
@@ -671,6 +675,7 @@ def run_intake(settings: Settings, stop: Any, counters: Any, parent_pid: int) ->
     # the intake only has to stay ahead of the worker, which it feeds through Kafka: where cores are short (a
     # local Elasticsearch on the same machine), the worker's event loop and the sink come first
     os.nice(INTAKE_NICENESS)
+    name_this_process(INTAKE_PROCESS_NAME)
 
     def stopping() -> bool:
         return stop.is_set() or os.getppid() != parent_pid
@@ -757,5 +762,5 @@ class IntakeService(Service):
             await asyncio.to_thread(self.intake.close)
 
 
-__all__ = ["CycleResult", "Intake", "IntakeBatch", "IntakeError", "IntakeProcess", "IntakeService", "MAX_BATCH_BYTES",
-           "TimeAligner", "event_row", "intake_topic", "normalized_batches", "run_intake", "split_by_size"]
+__all__ = ["INTAKE_PROCESS_NAME", "CycleResult", "Intake", "IntakeBatch", "IntakeError", "IntakeProcess", "IntakeService",
+           "MAX_BATCH_BYTES", "TimeAligner", "event_row", "intake_topic", "normalized_batches", "run_intake", "split_by_size"]

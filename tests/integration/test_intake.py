@@ -10,7 +10,8 @@ import pytest
 from confluent_kafka import Producer
 
 from driftline.connectors.kafka_admin import driftline_topics, ensure_topics
-from driftline.streams.intake import Intake, IntakeBatch, intake_topic
+from driftline.streams.banks import DETECT_PROCESS_NAME
+from driftline.streams.intake import INTAKE_PROCESS_NAME, Intake, IntakeBatch, intake_topic
 from tests.kafka_helpers import consume_all
 from tests.worker_process import IndexReader, WorkerProcess, pipeline_settings, wait_until
 
@@ -105,10 +106,11 @@ def _log_three(settings, n: int = 3) -> None:
         assert log.flush(30) == 0
 
 
-@pytest.mark.parametrize("in_process", [True, False], ids=["intake-process", "intake-thread"])
-def test_the_worker_indexes_through_either_intake_and_its_child_processes_leave_with_it(settings, tmp_path,
-                                                                                        in_process):
-    config = pipeline_settings(settings, intake_process=in_process)
+@pytest.mark.parametrize(("in_process", "detect_process"), [(True, True), (False, False)],
+                         ids=["child-processes", "event-loop"])
+def test_the_worker_indexes_with_or_without_child_processes_and_they_leave_with_it(settings, tmp_path, in_process,
+                                                                                   detect_process):
+    config = pipeline_settings(settings, intake_process=in_process, detect_process=detect_process)
     ensure_topics(config, driftline_topics(config))
     worker = WorkerProcess(config, tmp_path / "worker.log").start()
     reader = IndexReader(config)
@@ -116,10 +118,13 @@ def test_the_worker_indexes_through_either_intake_and_its_child_processes_leave_
         _log_three(config)
         wait_until(lambda: reader.count("predictions") >= 3, 120, "predictions indexed", worker)
         assert reader.count("predictions") == 3
+        # the detect stage (its bank keeper) took them too: their open window's metrics document is indexed
+        wait_until(lambda: reader.count("metrics") >= 1, 60, "the window's metrics document indexed", worker)
         assert worker.process is not None
         children = _spawned_children(worker.process.pid)
-        # the detect process (DRIFTLINE_DETECT_PROCESS), and the intake process unless the intake runs on a thread
-        assert len(children) == (2 if in_process else 1), children
+        # the intake process (DRIFTLINE_INTAKE_PROCESS) and the detect process (DRIFTLINE_DETECT_PROCESS), by name
+        names = sorted(Path(f"/proc/{child}/comm").read_text().strip() for child in children)
+        assert names == [DETECT_PROCESS_NAME] * detect_process + [INTAKE_PROCESS_NAME] * in_process, names
         os.kill(worker.process.pid, signal.SIGKILL)  # the worker alone: no clean shutdown, no process group
         worker.process.wait(10)
         for child in children:

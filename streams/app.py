@@ -386,6 +386,7 @@ class Pipeline:
         if result.full:
             self.clock.begin("intake", full=True)
             self.clock.end("intake", full=True)
+        self.seconds["intake.wait_acks"] += result.waited_s
 
     async def _prepare(self, by_partition: Mapping[int, PartitionInput], now_ms: int,
                        deliveries: list[Any], touched: set[tuple[str, int]]) -> list[tuple[int, EventT, StagedStore]]:

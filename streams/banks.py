@@ -216,7 +216,10 @@ def _start_child(settings: Settings, parent_pid: int, baselines: bool) -> None:
     from driftline.streams.process_name import name_this_process
 
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the worker stops us
+    # Ctrl-C and SIGTERM reach the whole process group: the worker finishes its batch with us, then stops us
+    # (a child gone first would crash the worker's last batch); without a worker we exit by ourselves
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     name_this_process(DETECT_PROCESS_NAME)
     tune_garbage_collector()
     catalog: BaselineCatalog | None = BaselineCatalog(settings) if baselines else None

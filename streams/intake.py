@@ -66,6 +66,8 @@ log = logging.getLogger(__name__)
 
 #: Largest intake message: below Kafka's default 1 MB message limit, with room for the framing.
 MAX_BATCH_BYTES = 900_000
+#: Cycles whose batches may be on their way to the broker, unacknowledged, while the intake reads the next ones.
+MAX_CYCLES_IN_FLIGHT = 4
 #: Per-record framing overhead counted against ``MAX_BATCH_BYTES`` (offset, timestamp, lengths).
 _RECORD_OVERHEAD = 24
 
@@ -383,6 +385,21 @@ class CycleResult:
     batches: int = 0
     full: bool = False
     commit_failed: bool = False
+    waited_s: float = 0.0  # waiting for the broker's acknowledgements (more than MAX_CYCLES_IN_FLIGHT unacknowledged)
+
+
+@dataclass
+class Forwarded:
+    """One cycle's forwarded batches until the broker acknowledged them all, and the input offsets they cover."""
+
+    offsets: dict[tuple[str, int], int]
+    pending: int = 0  # batches not acknowledged yet
+    failures: list[str] = field(default_factory=list)
+
+    def delivered(self, error: KafkaError | None, _message: Message) -> None:
+        self.pending -= 1
+        if error is not None:
+            self.failures.append(str(error))
 
 
 class Intake:
@@ -393,11 +410,18 @@ class Intake:
     detects and indexes); without one, the raw records.
 
     Lifecycle: :meth:`start` (connects, subscribes), :meth:`cycle` repeatedly
-    (one read → send → wait for the acks → commit), :meth:`close`. The
-    consumer group is ``<app id>-intake``: several workers share the input
-    partitions, each forwarding what it reads to the same partition number of
-    the intake topic. A rebalance can only happen inside ``consume()``, when
-    everything read before was sent and committed.
+    (one read → send; commit the earlier cycles the broker acknowledged),
+    :meth:`close` (waits for the acknowledgements, commits, leaves). A cycle
+    does not wait for its own batches' acknowledgements: up to
+    :data:`MAX_CYCLES_IN_FLIGHT` cycles are on their way while the next ones
+    are read and normalized (waiting for each cycle's acks and a synchronous
+    commit left the intake idle half the time through a backlog). Offsets are
+    committed only once every batch of their cycle and of the cycles before
+    it was acknowledged. The consumer group is ``<app id>-intake``: several
+    workers share the input partitions, each forwarding what it reads to the
+    same partition number of the intake topic. A rebalance can only happen
+    inside ``consume()``; before partitions are revoked, the intake waits for
+    the acknowledgements and commits.
 
     Example:
         >>> # intake = Intake(settings); intake.start()
@@ -416,7 +440,8 @@ class Intake:
         self.max_bytes = max_bytes
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
-        self._failures: list[str] = []
+        self._in_flight: deque[Forwarded] = deque()  # cycles not yet committed, oldest first
+        self._commit_failed = False
         self.aligner = TimeAligner(self.sources, max_idle_s=max(1.0, 5 * self.within_s))
         self._assigned_tps: set[tuple[str, int]] = set()
         self._paused: set[tuple[str, int]] = set()
@@ -441,6 +466,7 @@ class Intake:
             # back until every partition's clock has passed them, and a partition far ahead fills that buffer
             "max.partition.fetch.bytes": 64 * 1024,
         }
+        conf["on_commit"] = self._committed
         self.consumer = Consumer(conf, logger=log)
         self.producer = Producer(self.settings.kafka_client_config() | {
             "acks": "all", "linger.ms": 2, "message.max.bytes": max(1_000_000, self.max_bytes + 100_000)}, logger=log)
@@ -450,8 +476,13 @@ class Intake:
         self._assigned_tps.update((tp.topic, tp.partition) for tp in partitions)
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # nothing released is uncommitted here (a cycle commits before it returns): only buffered records are
+        # what was forwarded is committed before the partitions go (if the broker acknowledged it in time; if not,
+        # the next owner forwards it again and the stages drop the repeats by source offset); buffered records are
         # dropped, and the partition's next owner reads them again from the committed offset.
+        try:
+            self._settle(keep=0, stopping=lambda: False, deadline_s=10.0, synchronous=True)
+        except IntakeError as exc:
+            log.warning("intake: before a rebalance: %s; those records will be forwarded again", exc)
         # librdkafka keeps a partition paused across a rebalance: resume it, or it stays silent when reassigned
         paused = [tp for tp in partitions if (tp.topic, tp.partition) in self._paused]
         if paused:
@@ -496,10 +527,12 @@ class Intake:
         return position >= high
 
     def cycle(self, stopping: Callable[[], bool] = lambda: False) -> CycleResult:
-        """Read up to ``max_records`` records, forward what is aligned by partition, wait for the acks, commit.
+        """Read up to ``max_records`` records, forward what is aligned by partition, commit what was acknowledged.
 
-        Raises :class:`IntakeError` if the broker refused a batch: nothing of
-        that read is committed, so a restarted worker reads it again.
+        Waits only while more than :data:`MAX_CYCLES_IN_FLIGHT` cycles are
+        unacknowledged. Raises :class:`IntakeError` if the broker refused a
+        batch: nothing of that read is committed, so a restarted worker reads
+        it again.
         """
         with self._lock:
             if self.consumer is None or self.producer is None:
@@ -516,37 +549,80 @@ class Intake:
                 self._consumed_next[(topic, partition)] = offset + 1
             released = self.aligner.release(self._caught_up, self._assigned_tps)
             self._pause_or_resume()
-            if not released:
-                return result
-            now_ms = int(time.time() * 1000)
-            for partition, records in sorted(released.items()):
-                if self.normalizer is not None:
-                    batches = normalized_batches(partition, records, self.normalizer, now_ms, self.max_bytes,
-                                                 self.max_records)
-                else:
-                    batches = [IntakeBatch.from_records(partition, run)
-                               for run in split_by_size(records, self.max_bytes, self.max_records)]
-                for batch in batches:
-                    self._produce(batch.encode(), partition)
-                result.batches += len(batches)
-                result.records += len(records)
-            offsets = self.aligner.commit_offsets()
-            while self.producer.flush(1.0) > 0:  # librdkafka retries until message.timeout.ms, then fails it
-                if stopping():
-                    log.warning("intake stopped before the broker acknowledged its last batches: they are read again")
-                    return result
-            if self._failures:
-                failures, self._failures = self._failures, []
-                raise IntakeError(f"the broker did not take {len(failures)} intake batches: {failures[0]}")
-            try:
-                self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
-                                     asynchronous=False)
-            except KafkaException as exc:
-                # e.g. a rebalance between the read and the commit: the records are forwarded already, so the
-                # partition's next reader forwards them again and the stages below drop the repeats by offset
-                result.commit_failed = True
-                log.warning("intake: committing after forwarding failed (%s); those records will be read again", exc)
+            if released:
+                self._forward(released, result)
+            started = time.perf_counter()
+            self._settle(keep=MAX_CYCLES_IN_FLIGHT, stopping=stopping)
+            result.waited_s = time.perf_counter() - started
+            result.commit_failed, self._commit_failed = self._commit_failed, False
             return result
+
+    def _forward(self, released: dict[int, list[SourceRecord]], result: CycleResult) -> None:
+        """Send the released records as intake batches, each partition's to its own partition (not waiting)."""
+        now_ms = int(time.time() * 1000)
+        forwarded = Forwarded({})
+        for partition, records in sorted(released.items()):
+            if self.normalizer is not None:
+                batches = normalized_batches(partition, records, self.normalizer, now_ms, self.max_bytes,
+                                             self.max_records)
+            else:
+                batches = [IntakeBatch.from_records(partition, run)
+                           for run in split_by_size(records, self.max_bytes, self.max_records)]
+            for batch in batches:
+                self._produce(batch.encode(), partition, forwarded)
+            result.batches += len(batches)
+            result.records += len(records)
+        forwarded.offsets = self.aligner.commit_offsets()
+        self._in_flight.append(forwarded)
+
+    def _settle(self, keep: int, stopping: Callable[[], bool], deadline_s: float | None = None,
+                synchronous: bool = False) -> None:
+        """Commit the cycles the broker acknowledged, oldest first, waiting until at most ``keep`` are not.
+
+        Raises :class:`IntakeError` if the broker refused a batch (nothing of
+        that cycle or later is committed: the records are read again), or if
+        ``deadline_s`` passed with more than ``keep`` cycles unacknowledged.
+        """
+        assert self.producer is not None
+        deadline = None if deadline_s is None else time.monotonic() + deadline_s
+        offsets: dict[tuple[str, int], int] = {}
+        in_flight = self._in_flight
+        self.producer.poll(0)  # serves the delivery callbacks
+        while True:
+            while in_flight and in_flight[0].pending == 0 and not in_flight[0].failures:
+                offsets.update(in_flight.popleft().offsets)
+            if (len(in_flight) <= keep or in_flight[0].failures or stopping()
+                    or (deadline is not None and time.monotonic() > deadline)):
+                break
+            self.producer.poll(0.05)  # librdkafka retries until message.timeout.ms, then fails the batch
+        if offsets:
+            self._commit(offsets, synchronous)
+        if in_flight and in_flight[0].failures:
+            failures = in_flight[0].failures
+            raise IntakeError(f"the broker did not take {len(failures)} intake batches: {failures[0]}")
+        if len(in_flight) > keep:
+            if stopping():
+                log.warning("intake stopped before the broker acknowledged its last batches: they are read again")
+            else:
+                raise IntakeError(f"the broker did not acknowledge {sum(c.pending for c in in_flight)} intake "
+                                  f"batches within {deadline_s:.0f} s")
+
+    def _commit(self, offsets: dict[tuple[str, int], int], synchronous: bool) -> None:
+        assert self.consumer is not None
+        try:
+            self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                                 asynchronous=not synchronous)
+        except KafkaException as exc:
+            # e.g. a rebalance between the read and the commit: the records are forwarded already, so the
+            # partition's next reader forwards them again and the stages below drop the repeats by offset
+            self._commit_failed = True
+            log.warning("intake: committing after forwarding failed (%s); those records will be read again", exc)
+
+    def _committed(self, error: KafkaError | None, _partitions: list[TopicPartition]) -> None:
+        """An asynchronous commit's outcome (served by ``consume()``)."""
+        if error is not None:
+            self._commit_failed = True
+            log.warning("intake: committing after forwarding failed (%s); those records will be read again", error)
 
     def _pause_or_resume(self) -> None:
         """Stop fetching a topic-partition while many of its records wait for the other topic to catch up."""
@@ -561,18 +637,15 @@ class Intake:
                 self.consumer.resume([TopicPartition(*key)])
                 self._paused.discard(key)
 
-    def _produce(self, value: bytes, partition: int) -> None:
+    def _produce(self, value: bytes, partition: int, forwarded: Forwarded) -> None:
         assert self.producer is not None
         while True:
             try:
-                self.producer.produce(self.target, value=value, partition=partition, on_delivery=self._delivered)
+                self.producer.produce(self.target, value=value, partition=partition, on_delivery=forwarded.delivered)
+                forwarded.pending += 1
                 return
             except BufferError:  # the local queue is full: let deliveries drain it
                 self.producer.poll(0.1)
-
-    def _delivered(self, error: KafkaError | None, _message: Message) -> None:
-        if error is not None:
-            self._failures.append(str(error))
 
     def _consume_error(self, message: Message) -> None:
         error = message.error()
@@ -580,9 +653,14 @@ class Intake:
             raise IntakeError(f"fatal consumer error: {error}")
         log.warning("intake: consumer error (retried by the client): %s", error)
 
-    def close(self) -> None:
-        """Leave the group (committing nothing more) and release the clients."""
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Commit what the broker acknowledged (waiting up to ``timeout_s``), leave the group, release the clients."""
         with self._lock:
+            if self.consumer is not None and self.producer is not None and self._in_flight:
+                try:
+                    self._settle(keep=0, stopping=lambda: False, deadline_s=timeout_s, synchronous=True)
+                except IntakeError as exc:
+                    log.warning("intake: closing: %s; those records will be forwarded again", exc)
             if self.consumer is not None:
                 try:
                     self.consumer.close()
@@ -621,8 +699,8 @@ class IntakeProcess:
         >>> # intake.stop()
     """
 
-    #: Shared counters: cycles, full reads, records, batches, refused commits.
-    FIELDS = 5
+    #: Shared counters: cycles, full reads, records, batches, refused commits, µs waited for acknowledgements.
+    FIELDS = 6
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -653,7 +731,8 @@ class IntakeProcess:
         self._seen = now
         if not delta[0]:
             return None
-        return CycleResult(records=delta[2], batches=delta[3], full=delta[1] > 0, commit_failed=delta[4] > 0)
+        return CycleResult(records=delta[2], batches=delta[3], full=delta[1] > 0, commit_failed=delta[4] > 0,
+                           waited_s=delta[5] / 1e6)
 
     def stop(self, timeout_s: float = 15.0) -> None:
         """Ask the child to finish its cycle and leave the group; terminate it if it does not within ``timeout_s``."""
@@ -695,6 +774,7 @@ def run_intake(settings: Settings, stop: Any, counters: Any, parent_pid: int) ->
                 counters[2] += result.records
                 counters[3] += result.batches
                 counters[4] += int(result.commit_failed)
+                counters[5] += int(result.waited_s * 1e6)
     finally:
         intake.close()
 

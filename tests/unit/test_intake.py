@@ -77,49 +77,121 @@ class _Message:
 
 
 class _Consumer:
-    """Stands in for confluent-kafka's consumer: hands out messages once, then refuses the commit."""
+    """Stands in for confluent-kafka's consumer: hands out each list of messages once; records (or refuses) commits."""
 
-    def __init__(self, messages: list[_Message]) -> None:
-        self.messages = messages
+    def __init__(self, *reads: list[_Message], refuse: bool = False) -> None:
+        self.reads = list(reads)
+        self.refuse = refuse
+        self.commits: list[tuple[dict, bool]] = []  # ({(topic, partition): offset}, asynchronous)
 
     def consume(self, _n: int, _timeout: float) -> list[_Message]:
-        messages, self.messages = self.messages, []
-        return messages
+        return self.reads.pop(0) if self.reads else []
 
     def commit(self, offsets, asynchronous: bool) -> None:
         from confluent_kafka import KafkaError, KafkaException
 
-        raise KafkaException(KafkaError(KafkaError.REBALANCE_IN_PROGRESS))
+        if self.refuse:
+            raise KafkaException(KafkaError(KafkaError.REBALANCE_IN_PROGRESS))
+        self.commits.append(({(tp.topic, tp.partition): tp.offset for tp in offsets}, asynchronous))
 
     def get_watermark_offsets(self, _tp, cached: bool):
         return (0, 3)  # everything read: nothing holds the other topic back
 
+    def close(self) -> None:
+        pass
+
 
 class _Producer:
-    def __init__(self) -> None:
+    """Stands in for confluent-kafka's producer: acknowledges (or fails) on ``poll`` only while ``acking``."""
+
+    def __init__(self, acking: bool = True, error=None) -> None:
         self.sent: list[tuple[int, bytes]] = []
+        self.unacked: list = []
+        self.acking = acking
+        self.error = error
 
     def produce(self, _topic: str, value: bytes, partition: int, on_delivery) -> None:
         self.sent.append((partition, value))
+        self.unacked.append(on_delivery)
+
+    def poll(self, _timeout: float) -> int:
+        if not self.acking:
+            return 0
+        served, self.unacked = self.unacked, []
+        for callback in served:
+            callback(self.error, None)
+        return len(served)
 
     def flush(self, _timeout: float) -> int:
-        return 0
+        return len(self.unacked)
 
 
-def test_a_refused_commit_after_forwarding_is_reported_not_raised():
+def _intake(consumer: _Consumer, producer: _Producer):
     from driftline.settings import Settings
     from driftline.streams.intake import Intake
 
-    settings = Settings(predictions_topic="m.predictions", feedback_topic="m.feedback")
-    intake = Intake(settings, max_records=10)
-    intake.consumer = _Consumer([_Message("m.predictions", 0, i) for i in range(3)]
-                                + [_Message("m.feedback", 0, i) for i in range(3)])
-    intake.producer = _Producer()
+    intake = Intake(Settings(predictions_topic="m.predictions", feedback_topic="m.feedback"), max_records=10)
+    intake.consumer, intake.producer = consumer, producer
     intake._assigned_tps = {("m.predictions", 0), ("m.feedback", 0)}
+    return intake
+
+
+def _read(start: int, n: int = 3) -> list[_Message]:
+    return ([_Message("m.predictions", 0, i) for i in range(start, start + n)]
+            + [_Message("m.feedback", 0, i) for i in range(start, start + n)])
+
+
+def test_a_refused_commit_after_forwarding_is_reported_not_raised():
+    intake = _intake(_Consumer(_read(0), refuse=True), _Producer())
     result = intake.cycle()
     assert (result.records, result.commit_failed) == (6, True)
     (partition, value), = intake.producer.sent
     assert partition == 0 and len(IntakeBatch.decode(value)) == 6
+
+
+def test_a_cycle_does_not_wait_for_its_acks_and_commits_them_once_they_came():
+    consumer, producer = _Consumer(_read(0), _read(3)), _Producer(acking=False)
+    intake = _intake(consumer, producer)
+    assert intake.cycle().records == 6 and intake.cycle().records == 6
+    assert consumer.commits == [], "nothing is committed before the broker acknowledged it"
+    producer.acking = True
+    intake.cycle()
+    assert consumer.commits == [({("m.predictions", 0): 6, ("m.feedback", 0): 6}, True)]
+
+
+def test_the_intake_waits_once_too_many_cycles_are_unacknowledged():
+    from driftline.streams.intake import MAX_CYCLES_IN_FLIGHT
+
+    reads = [_read(3 * i) for i in range(MAX_CYCLES_IN_FLIGHT + 1)]
+    consumer, producer = _Consumer(*reads), _Producer(acking=False)
+    intake = _intake(consumer, producer)
+    for _ in range(MAX_CYCLES_IN_FLIGHT):
+        intake.cycle()
+    polls = []
+    result = intake.cycle(stopping=lambda: polls.append(1) or len(polls) > 3)  # gives up waiting after 3 polls
+    assert len(polls) > 3 and consumer.commits == [], "it waited, and committed nothing unacknowledged"
+    assert result.records == 6
+
+
+def test_a_refused_batch_raises_and_its_offsets_are_not_committed():
+    from driftline.streams.intake import IntakeError
+
+    consumer, producer = _Consumer(_read(0), _read(3)), _Producer()
+    intake = _intake(consumer, producer)
+    intake.cycle()
+    producer.error = "MSG_SIZE_TOO_LARGE"
+    with pytest.raises(IntakeError, match="did not take 1 intake batches: MSG_SIZE_TOO_LARGE"):
+        intake.cycle()
+    assert [offsets for offsets, _ in consumer.commits] == [{("m.predictions", 0): 3, ("m.feedback", 0): 3}]
+
+
+def test_close_commits_what_was_acknowledged_synchronously():
+    consumer, producer = _Consumer(_read(0)), _Producer(acking=False)
+    intake = _intake(consumer, producer)
+    intake.cycle()
+    producer.acking = True
+    intake.close()
+    assert consumer.commits == [({("m.predictions", 0): 3, ("m.feedback", 0): 3}, False)]
 
 
 # --- normalized batches: what the intake forwards when it normalizes ---------------------------------------
@@ -195,9 +267,10 @@ def test_the_intake_process_counters_become_one_cycle_result_per_poll():
     child = IntakeProcess(Settings())
     assert child.poll() is None and not child.alive
     with child._counters.get_lock():
-        child._counters[:] = [3, 1, 250, 4, 0]
+        child._counters[:] = [3, 1, 250, 4, 0, 1_500_000]
     result = child.poll()
     assert (result.records, result.batches, result.full, result.commit_failed) == (250, 4, True, False)
+    assert result.waited_s == 1.5
     child._counters[0] += 1
     child._counters[2] += 10
     result = child.poll()

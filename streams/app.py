@@ -97,8 +97,12 @@ from driftline.streams.tables import PartitionTable, get_text, partition_scope, 
 
 log = logging.getLogger(__name__)
 
-#: Ingest batches indexed at once: one is computed while up to this many are written (and sealed, in order).
+#: Ingest batches written to Elasticsearch at once: one is computed while up to this many are indexed.
 MAX_BATCHES_IN_FLIGHT = 2
+#: Ingest batches not yet complete (indexed, their records and table writes acknowledged, sealed, in order): a batch
+#: indexed waits for its acknowledgements and seal without holding the next batches' writes back (the seals took
+#: 5 s of a 30 s latency run, all on the way to Elasticsearch while they counted among the batches in flight).
+MAX_BATCHES_PENDING = 4
 
 #: Longest pause between two attempts to reach Elasticsearch while it is down.
 MAX_BACKOFF_S = 30.0
@@ -181,7 +185,8 @@ class Pipeline:
         self.seconds: dict[str, float] = defaultdict(float)  # time spent per phase, for the periodic report
         self.latency_ms = kll_floats_sketch(200)  # event-to-indexed latency, for the periodic report
         self._sink_lock = asyncio.Lock()
-        self._in_flight: deque[asyncio.Future[None]] = deque()  # ingest batches being indexed, oldest first
+        self._in_flight: deque[asyncio.Future[None]] = deque()  # ingest batches not complete, oldest first
+        self._indexing: deque[asyncio.Future[None]] = deque()  # of those, their Elasticsearch writes, oldest first
         self._join_stores: dict[int, StagedStore] = {}  # per partition, the latest batch's join writes
         self._detect_lock = asyncio.Lock()
         self.waiting: dict[str, int] = {}  # model keys whose banks hold values or open windows -> their partition
@@ -351,17 +356,23 @@ class Pipeline:
             staged = await self._prepare(by_partition, now_ms, deliveries, touched)
             self.seconds["ingest.compute"] += time.perf_counter() - t0
             started = time.perf_counter()
-            while self._in_flight and (self._in_flight[0].done() or len(self._in_flight) >= MAX_BATCHES_IN_FLIGHT):
+            while self._in_flight and (self._in_flight[0].done() or len(self._in_flight) >= MAX_BATCHES_PENDING):
                 await self._in_flight.popleft()  # raises what a failed batch raised: the agent stops
+            while self._indexing and (self._indexing[0].done() or len(self._indexing) >= MAX_BATCHES_IN_FLIGHT):
+                await self._indexing.popleft()  # raises what a batch that failed before it was indexed raised
             self.seconds["ingest.wait_for_sink"] += time.perf_counter() - started
         except BaseException:
             self.clock.end("ingest", full)
             raise
         batches = [self.sink.take(topic, partition) for topic, partition in sorted(touched)]
         previous = self._in_flight[-1] if self._in_flight else None
-        completion = asyncio.ensure_future(self._complete(batches, deliveries, staged, by_partition, previous))
+        indexed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        completion = asyncio.ensure_future(self._complete(batches, deliveries, staged, by_partition, previous,
+                                                          indexed))
         completion.add_done_callback(lambda _: self.clock.end("ingest", full))
+        completion.add_done_callback(lambda done: _pass_on_failure(done, indexed))
         self._in_flight.append(completion)
+        self._indexing.append(indexed)
         self.counts["ingested"] += n_records
         self.counts["intake_batches"] += len(events)
         return completion
@@ -492,9 +503,9 @@ class Pipeline:
     async def _complete(self, batches: list[SinkBatch], deliveries: list[Any],
                         staged: list[tuple[int, EventT, StagedStore]],
                         by_partition: Mapping[int, PartitionInput],
-                        previous: asyncio.Future[None] | None) -> None:
-        """Index a prepared batch and wait for its output records; then, once the previous batch is
-        complete, commit and seal its table writes (in batch order)."""
+                        previous: asyncio.Future[None] | None, indexed: asyncio.Future[None]) -> None:
+        """Index a prepared batch (then set ``indexed``) and wait for its output records; then, once the previous
+        batch is complete, commit and seal its table writes (in batch order)."""
         assert self.sink is not None
         t1 = time.perf_counter()
         # one bulk stream for the whole batch: per topic-partition requests are tiny at low load, and a local
@@ -506,6 +517,7 @@ class Pipeline:
         for topic, partition in sorted(refused):  # one flush per partition for the index stage's dead letters
             await flush_until_indexed(self.sink, self.sink.take(topic, partition))
         t2 = time.perf_counter()
+        indexed.set_result(None)
         self.observe_latency(by_partition.values())
         if deliveries:
             await asyncio.gather(*deliveries)
@@ -678,6 +690,16 @@ class PreparedPartition:
     documents: list[tuple[str, dict[str, Any], str, int]] = dataclasses.field(default_factory=list)
     #: one per model key, before splitting to Kafka's size limit
     batches: list[ObservationBatch] = dataclasses.field(default_factory=list)
+
+
+def _pass_on_failure(done: asyncio.Future[None], indexed: asyncio.Future[None]) -> None:
+    """A batch that ended before it was indexed (failed, cancelled) ends its ``indexed`` future the same way."""
+    if indexed.done():
+        return
+    if done.cancelled():
+        indexed.cancel()
+    else:
+        indexed.set_exception(done.exception() or RuntimeError("the ingest batch ended before it was indexed"))
 
 
 def _with_time(event: NormalizedEvent) -> dict[str, Any]:

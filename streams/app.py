@@ -93,7 +93,7 @@ from driftline.streams.windows import (
 from driftline.streams.normalize import DeadLetterRecord, EventKind, NormalizedEvent, Normalizer
 from driftline.streams.offsets import OffsetGuard, strict_commits
 from driftline.streams.staging import StagedStore
-from driftline.streams.tables import PartitionTable, get_text, partition_scope, put_text
+from driftline.streams.tables import PartitionTable, partition_scope, put_text
 
 log = logging.getLogger(__name__)
 
@@ -596,7 +596,7 @@ class Pipeline:
             await asyncio.to_thread(self.keeper.start)
 
     def _request(self, key: str, partition: int, messages: list[bytes]) -> BankRequest:
-        return BankRequest(key, partition, messages, checkpoint_request(self.detector_table, self._kept, key, get_text))
+        return BankRequest(key, partition, messages, checkpoint_request(self.detector_table, self._kept, key))
 
     async def detect(self, events: Sequence[EventT]) -> None:
         """Feed one batch of observation batches to the detectors of their model keys (in the bank keeper)."""

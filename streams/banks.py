@@ -50,6 +50,7 @@ from driftline.streams.alerts import Alert, AlertPolicy, DriftEvent
 from driftline.streams.detect import DetectorBank, ObservationBatch
 from driftline.streams.keys import ModelKey
 from driftline.streams.metrics import MetricsConfig
+from driftline.streams.tables import get_text
 from driftline.streams.windows import PIPELINE_THRESHOLDS, WindowSet, WindowSettings
 
 log = logging.getLogger(__name__)
@@ -241,14 +242,10 @@ def _exit_with_parent(parent_pid: int, every_s: float = 1.0) -> None:
     os._exit(0)
 
 
-def _child_apply(requests: list[BankRequest], now_ms: int, session: str) -> list[BankUpdate]:
+def _in_child(method: str, requests: list[BankRequest], now_ms: int, session: str) -> list[BankUpdate]:
+    """``BankKeeper.apply`` or ``release`` (``method``) on the child's keeper."""
     assert _keeper is not None, "the detect process was not initialized"
-    return _keeper.apply(requests, now_ms, session)
-
-
-def _child_release(requests: list[BankRequest], now_ms: int, session: str) -> list[BankUpdate]:
-    assert _keeper is not None, "the detect process was not initialized"
-    return _keeper.release(requests, now_ms, session)
+    return getattr(_keeper, method)(requests, now_ms, session)
 
 
 class DetectProcess:
@@ -288,15 +285,15 @@ class DetectProcess:
         return self.pool.submit(os.getpid).result()
 
     async def apply(self, requests: list[BankRequest], now_ms: int, session: str) -> list[BankUpdate]:
-        return await self._call(_child_apply, requests, now_ms, session)
+        return await self._call("apply", requests, now_ms, session)
 
     async def release(self, requests: list[BankRequest], now_ms: int, session: str) -> list[BankUpdate]:
-        return await self._call(_child_release, requests, now_ms, session)
+        return await self._call("release", requests, now_ms, session)
 
-    async def _call(self, fn: Any, *args: Any) -> list[BankUpdate]:
+    async def _call(self, method: str, *args: Any) -> list[BankUpdate]:
         if self.pool is None:
             raise RuntimeError("the detect process is not started")
-        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self.pool, _in_child, method, *args)
 
     def stop(self) -> None:
         if self.pool is not None:
@@ -324,8 +321,7 @@ class LocalKeeper:
         pass
 
 
-def checkpoint_request(table: Mapping[str, Any], kept: dict[str, Any], key: str,
-                       read_text: Any) -> str | None:
+def checkpoint_request(table: Mapping[str, Any], kept: dict[str, Any], key: str) -> str | None:
     """What a request for ``key`` carries as its bank: None (the keeper's own) if the table still holds what the
     keeper returned last and the worker wrote (``kept[key]``), else the table's text (:data:`NEW_BANK` if none).
 
@@ -333,9 +329,9 @@ def checkpoint_request(table: Mapping[str, Any], kept: dict[str, Any], key: str,
 
     Example:
         >>> table, kept = {"m|1": "abc"}, {"m|1": "abc"}
-        >>> checkpoint_request(table, kept, "m|1", lambda t, k: t[k]), kept
+        >>> checkpoint_request(table, kept, "m|1"), kept
         (None, {})
-        >>> checkpoint_request(table, kept, "m|1", lambda t, k: t[k]), checkpoint_request(table, kept, "m|2", None)
+        >>> checkpoint_request(table, kept, "m|1"), checkpoint_request(table, kept, "m|2")
         ('abc', '')
     """
     stored = table.get(key)  # the checkpoint, or the head of its parts
@@ -344,7 +340,7 @@ def checkpoint_request(table: Mapping[str, Any], kept: dict[str, Any], key: str,
         return NEW_BANK
     if written is not None and (written is stored or written == stored):
         return None
-    return read_text(table, key)
+    return get_text(table, key)
 
 
 __all__ = ["DETECT_PROCESS_NAME", "BankKeeper", "BankRequest", "BankUpdate", "DetectProcess", "LocalKeeper", "NEW_BANK",

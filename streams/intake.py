@@ -613,13 +613,12 @@ class Intake:
             self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
                                  asynchronous=not synchronous)
         except KafkaException as exc:
-            # e.g. a rebalance between the read and the commit: the records are forwarded already, so the
-            # partition's next reader forwards them again and the stages below drop the repeats by offset
-            self._commit_failed = True
-            log.warning("intake: committing after forwarding failed (%s); those records will be read again", exc)
+            self._committed(exc, [])
 
-    def _committed(self, error: KafkaError | None, _partitions: list[TopicPartition]) -> None:
-        """An asynchronous commit's outcome (served by ``consume()``)."""
+    def _committed(self, error: KafkaError | KafkaException | None, _partitions: list[TopicPartition]) -> None:
+        """A commit's outcome (an asynchronous one's is served by ``consume()``). A refused commit is reported, not
+        raised: e.g. a rebalance between the read and the commit; the records are forwarded already, so the
+        partition's next reader forwards them again and the stages below drop the repeats by offset."""
         if error is not None:
             self._commit_failed = True
             log.warning("intake: committing after forwarding failed (%s); those records will be read again", error)

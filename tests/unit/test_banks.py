@@ -51,7 +51,7 @@ def run(keeper: BankKeeper, batches: list[bytes], per_request: int, table: dict,
     updates = []
     for start in range(0, len(batches), per_request):
         request = BankRequest(KEY.encode(), 0, batches[start:start + per_request],
-                              checkpoint_request(table, kept, KEY.encode(), get_text))
+                              checkpoint_request(table, kept, KEY.encode()))
         for update in keeper.apply([request], now_ms=0, session="s"):
             kept[update.key] = put_text(table, update.key, update.checkpoint)
             updates.append(update)
@@ -89,7 +89,7 @@ def test_keeper_reloads_from_the_table_whenever_it_is_not_its_own_last_checkpoin
     updates = run(first, batches[:8], 2, table, kept_first)
     # a rebalance: another worker's keeper goes on from the table, then the key comes back
     updates += run(second, batches[8:16], 2, table, {})
-    assert checkpoint_request(table, dict(kept_first), KEY.encode(), get_text) == get_text(table, KEY.encode())
+    assert checkpoint_request(table, dict(kept_first), KEY.encode()) == get_text(table, KEY.encode())
     updates += run(first, batches[16:], 2, table, kept_first)
     assert positions(updates) == direct(batches)
 
@@ -100,7 +100,7 @@ def test_a_batch_whose_outputs_were_not_written_is_applied_again_not_skipped():
     keeper, table, kept = BankKeeper(SETTINGS, catalog=None), {}, {}
     where = next(i for i in range(len(batches)) if direct(batches[:i + 1]))  # the first batch with an alarm
     updates = run(keeper, batches[:where], 4, table, kept)
-    request = BankRequest(KEY.encode(), 0, [batches[where]], checkpoint_request(table, kept, KEY.encode(), get_text))
+    request = BankRequest(KEY.encode(), 0, [batches[where]], checkpoint_request(table, kept, KEY.encode()))
     lost = keeper.apply([request], now_ms=0, session="s")  # applied, then the publish failed: nothing written
     assert positions(lost), "the batch raised its alarm"
     assert KEY.encode() not in kept, "the keeper's bank is no longer the table's"
@@ -111,13 +111,13 @@ def test_a_batch_whose_outputs_were_not_written_is_applied_again_not_skipped():
 def test_checkpoint_request():
     table: dict = {}
     kept: dict = {}
-    assert checkpoint_request(table, kept, "m|1", get_text) == NEW_BANK
+    assert checkpoint_request(table, kept, "m|1") == NEW_BANK
     kept["m|1"] = put_text(table, "m|1", "x" * 30, part_chars=10)  # a checkpoint in parts: its head is compared
-    assert checkpoint_request(table, kept, "m|1", get_text) is None and kept == {}
-    assert checkpoint_request(table, kept, "m|1", get_text) == "x" * 30, "taken out until written again"
+    assert checkpoint_request(table, kept, "m|1") is None and kept == {}
+    assert checkpoint_request(table, kept, "m|1") == "x" * 30, "taken out until written again"
     kept["m|1"] = table["m|1"]
     put_text(table, "m|1", "written elsewhere")
-    assert checkpoint_request(table, kept, "m|1", get_text) == "written elsewhere"
+    assert checkpoint_request(table, kept, "m|1") == "written elsewhere"
 
 
 def test_a_request_without_checkpoint_for_an_unknown_key_says_so():
@@ -150,7 +150,7 @@ def test_detect_process_gives_what_the_keeper_gives():
             updates = []
             for start in range(0, len(batches), 3):
                 request = BankRequest(KEY.encode(), 0, batches[start:start + 3],
-                                      checkpoint_request(table, kept, KEY.encode(), get_text))
+                                      checkpoint_request(table, kept, KEY.encode()))
                 for update in await process.apply([request], 0, "s"):
                     kept[update.key] = put_text(table, update.key, update.checkpoint)
                     updates.append(update)

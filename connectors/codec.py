@@ -112,12 +112,49 @@ class Codec(Protocol):
     def decode(self, data: bytes) -> dict[str, Any]: ...
 
 
-class _AvroBody:
-    """Encodes and decodes Avro bodies of one reader schema, resolving older writers."""
+def without_logical_types(schema: ParsedSchema) -> ParsedSchema:
+    """The schema with its ``logicalType`` annotations removed: values read as their underlying type.
 
-    def __init__(self, schema: ParsedSchema) -> None:
+    A ``timestamp-millis`` field then reads as the ``long`` it is written as,
+    without a ``datetime`` made per record. The fingerprint is the same (the
+    Parsing Canonical Form has no logical types), so either schema reads the
+    other's data.
+
+    Example:
+        >>> schema = parse_schema_json({"type": "record", "name": "T", "fields": [
+        ...     {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}}]})
+        >>> body = io.BytesIO(); fastavro.schemaless_writer(body, schema, {"at": 1500})
+        >>> fastavro.schemaless_reader(io.BytesIO(body.getvalue()), without_logical_types(schema), None)
+        {'at': 1500}
+    """
+
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if k not in ("logicalType", "__fastavro_parsed",
+                                                                        "__named_schemas")}
+        if isinstance(node, list):
+            return [strip(item) for item in node]
+        return node
+
+    return fastavro.parse_schema(strip(schema))  # type: ignore[no-any-return]
+
+
+class _AvroBody:
+    """Encodes and decodes Avro bodies of one reader schema, resolving older writers.
+
+    With ``logical_types=False`` bodies are read without logical-type
+    conversions (see :func:`without_logical_types`); writing is the same.
+    """
+
+    def __init__(self, schema: ParsedSchema, logical_types: bool = True) -> None:
         self.schema = schema
+        self.logical_types = logical_types
+        self.reader = schema if logical_types else without_logical_types(schema)
         self._buffer = io.BytesIO()
+
+    def writer_form(self, writer: ParsedSchema) -> ParsedSchema:
+        """An older writer schema as this body resolves it (without logical types if it reads without)."""
+        return writer if self.logical_types else without_logical_types(writer)
 
     def encode_body(self, record: Mapping[str, Any], header: bytes) -> bytes:
         buf = self._buffer
@@ -136,9 +173,9 @@ class _AvroBody:
         stream.seek(offset)
         try:
             if writer is None:
-                record = fastavro.schemaless_reader(stream, self.schema, None)
+                record = fastavro.schemaless_reader(stream, self.reader, None)
             else:
-                record = fastavro.schemaless_reader(stream, writer, self.schema)
+                record = fastavro.schemaless_reader(stream, writer, self.reader)
         except DecodeError:
             raise
         except Exception as exc:  # fastavro raises many types on corrupt input
@@ -160,6 +197,9 @@ class SingleObjectCodec:
     writer_schemas
         Older versions of the same record that readers must still accept;
         their bodies are resolved to ``schema``.
+    logical_types
+        Whether decoding applies logical types (a ``timestamp-millis`` as a
+        ``datetime``); False reads the underlying values (an ``int``), faster.
 
     Example:
         >>> codec = SingleObjectCodec(load_schema("feedback_event"))
@@ -167,16 +207,17 @@ class SingleObjectCodec:
         'UNKNOWN'
     """
 
-    def __init__(self, schema: ParsedSchema, writer_schemas: Sequence[ParsedSchema] = ()) -> None:
+    def __init__(self, schema: ParsedSchema, writer_schemas: Sequence[ParsedSchema] = (),
+                 logical_types: bool = True) -> None:
         self.schema = schema
-        self._body = _AvroBody(schema)
+        self._body = _AvroBody(schema, logical_types)
         self.fingerprint = schema_fingerprint(schema)
         self._header = SINGLE_OBJECT_MAGIC + self.fingerprint
         self._writers: dict[bytes, ParsedSchema | None] = {self.fingerprint: None}
         for old in writer_schemas:
             fp = schema_fingerprint(old)
             if fp != self.fingerprint:
-                self._writers[fp] = old
+                self._writers[fp] = self._body.writer_form(old)
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
         """Encode one record; raises :class:`EncodeError` if it does not match the schema."""
@@ -221,6 +262,8 @@ class ConfluentCodec:
         URL for the in-process registry).
     subject
         Registry subject, by the TopicNameStrategy ``<topic>-value``.
+    logical_types
+        As for :class:`SingleObjectCodec`.
 
     Example:
         >>> from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -231,11 +274,11 @@ class ConfluentCodec:
         (0, 'r-3')
     """
 
-    def __init__(self, schema: ParsedSchema, registry: Any, subject: str) -> None:
+    def __init__(self, schema: ParsedSchema, registry: Any, subject: str, logical_types: bool = True) -> None:
         self.schema = schema
         self.registry = registry
         self.subject = subject
-        self._body = _AvroBody(schema)
+        self._body = _AvroBody(schema, logical_types)
         self._schema_id: int | None = None
         self._writers: dict[int, ParsedSchema | None] = {}
 
@@ -277,7 +320,8 @@ class ConfluentCodec:
             writer = parse_schema_json(registered.schema_str)
         except Exception as exc:
             raise DecodeError(f"schema id {schema_id} is not a valid Avro schema: {exc}") from None
-        resolved = None if schema_fingerprint(writer) == schema_fingerprint(self.schema) else writer
+        same = schema_fingerprint(writer) == schema_fingerprint(self.schema)
+        resolved = None if same else self._body.writer_form(writer)
         self._writers[schema_id] = resolved
         return resolved
 
@@ -300,8 +344,11 @@ def make_codec(
     registry: Any | None = None,
     topic: str | None = None,
     writer_schemas: Sequence[ParsedSchema] = (),
+    logical_types: bool = True,
 ) -> SingleObjectCodec | ConfluentCodec:
     """The codec for one event type: Confluent framing with a registry, single-object without.
+
+    ``logical_types=False`` decodes without logical-type conversions (see :class:`SingleObjectCodec`).
 
     Example:
         >>> make_codec("prediction_event").__class__.__name__
@@ -309,10 +356,10 @@ def make_codec(
     """
     schema = load_schema(name)
     if registry is None:
-        return SingleObjectCodec(schema, writer_schemas)
+        return SingleObjectCodec(schema, writer_schemas, logical_types)
     if topic is None:
         raise ValueError("a registry codec needs the topic, for the <topic>-value subject")
-    return ConfluentCodec(schema, registry, f"{topic}-value")
+    return ConfluentCodec(schema, registry, f"{topic}-value", logical_types)
 
 
 def registry_client(conf: Mapping[str, Any]) -> Any:

@@ -48,8 +48,8 @@ Decisions worth knowing
   ``trace``, ``span``, ``labels``, ``input``, feedback extras) are left out;
   ``features`` always has its five parts and ``prediction`` its outputs and
   scores, possibly empty.
-* Out-of-range Avro timestamps (beyond year 9999) fail inside the Avro decoder
-  and are reported as ``decode_error``.
+* Avro timestamps are read as the milliseconds they hold (no ``datetime``
+  per event); one outside the sane range is ``invalid``, however far out.
 * Dead letters keep the raw bytes, which hold the raw personal ids: restrict
   access to the dead-letter topic and index and keep their retention short.
 
@@ -396,15 +396,18 @@ class Decoders:
         """
         topics = topics if topics is not None else _default_topics()
         writer_schemas = writer_schemas or {}
+        # timestamps read as the milliseconds they are written as: a datetime per event costs more than the rest
+        # of the decoding of a small event (benchmarks/ingest_stages.py)
         single = {
-            kind: SingleObjectCodec(load_schema(kind.schema_name), writer_schemas.get(kind, ())) for kind in EventKind
+            kind: SingleObjectCodec(load_schema(kind.schema_name), writer_schemas.get(kind, ()), logical_types=False)
+            for kind in EventKind
         }
         confluent = None
         if registry is not None:
             confluent = {}
             for kind in EventKind:
                 topic = next((t for t, k in topics.items() if k == kind), f"driftline.{kind.value}")
-                codec = make_codec(kind.schema_name, registry=registry, topic=topic)
+                codec = make_codec(kind.schema_name, registry=registry, topic=topic, logical_types=False)
                 assert isinstance(codec, ConfluentCodec)
                 _ = codec.schema_id  # register now: fail at start, not per record
                 confluent[kind] = codec
@@ -429,20 +432,26 @@ def iso_millis(ms: int) -> str:
 
 
 class _IsoMillis:
-    """:func:`iso_millis` remembering the last second (events of a batch share most seconds)."""
+    """:func:`iso_millis` remembering the seconds it formatted: a batch's events share few seconds, but
+    predictions and their labels (minutes later) alternate, so one remembered second would not do."""
 
-    __slots__ = ("_prefix", "_second")
+    __slots__ = ("_prefixes",)
+
+    #: Seconds remembered at most (then forgotten all at once).
+    MAX_SECONDS = 4096
 
     def __init__(self) -> None:
-        self._second: int | None = None
-        self._prefix = ""
+        self._prefixes: dict[int, str] = {}
 
     def __call__(self, ms: int) -> str:
         second, milli = divmod(ms, 1000)
-        if second != self._second:
-            self._prefix = "%04d-%02d-%02dT%02d:%02d:%02d" % time.gmtime(second)[:6]
-            self._second = second
-        return f"{self._prefix}.{milli:03d}Z"
+        prefix = self._prefixes.get(second)
+        if prefix is None:
+            prefix = "%04d-%02d-%02dT%02d:%02d:%02d" % time.gmtime(second)[:6]
+            if len(self._prefixes) >= self.MAX_SECONDS:
+                self._prefixes.clear()
+            self._prefixes[second] = prefix
+        return f"{prefix}.{milli:03d}Z"
 
 
 def _describe_ms(ms: int) -> str:

@@ -147,6 +147,32 @@ def test_old_prediction_version_decodes_under_current_schema_confluent():
     assert decoded["prediction"][0]["value"] is None and decoded["vector_features"] == {}
 
 
+@pytest.mark.parametrize("framing", FRAMINGS)
+def test_without_logical_types_timestamps_read_as_the_milliseconds_written(framing):
+    def reader(logical_types: bool):
+        if framing == "single-object":
+            return make_codec("prediction_event", writer_schemas=[OLD_PREDICTION], logical_types=logical_types)
+        return ConfluentCodec(load_schema("prediction_event"), registry, subject, logical_types=logical_types)
+
+    registry, subject = registry_client({"url": f"mock://plain-{framing}"}), "driftline.predictions-value"
+    old_writer = SingleObjectCodec(OLD_PREDICTION) if framing == "single-object" else ConfluentCodec(
+        OLD_PREDICTION, registry, subject)
+    plain, typed = reader(False), reader(True)
+    # an older writer, resolved: the timestamp is the long it was written as, every other field as with them
+    data = old_writer.encode(old_event())
+    decoded, expected = plain.decode(data), typed.decode(data)
+    assert isinstance(decoded["timestamp"], int)
+    # (a writer schema from the registry is its canonical form, which has no logical types: an int either way)
+    typed_ms = expected["timestamp"]
+    typed_ms = typed_ms if isinstance(typed_ms, int) else round(typed_ms.timestamp() * 1000)
+    assert decoded["timestamp"] == 1_700_000_000_000 == typed_ms
+    assert {k: v for k, v in decoded.items() if k != "timestamp"} == {
+        k: v for k, v in expected.items() if k != "timestamp"}
+    # the current schema: encoding is unchanged, decoding gives the int back
+    ms = 1_763_850_000_123
+    assert plain.decode(plain.encode(prediction(3) | {"timestamp": ms}))["timestamp"] == ms
+
+
 def test_unknown_fingerprint_is_a_decode_error():
     data = SingleObjectCodec(OLD_PREDICTION).encode(old_event())
     with pytest.raises(DecodeError, match="unknown schema fingerprint"):

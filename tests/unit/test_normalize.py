@@ -9,6 +9,7 @@ import hmac
 import importlib
 import json
 import math
+import random
 import re
 import struct
 from datetime import datetime, timedelta, timezone
@@ -41,6 +42,7 @@ from driftline.streams.normalize import (
     NormalizedEvent,
     Normalizer,
     RawRecord,
+    _IsoMillis,
     iso_millis,
 )
 from driftline.streams.pseudonymize import PseudonymizationKeyError, Pseudonymizer
@@ -322,6 +324,16 @@ def test_timestamp_is_iso_utc_with_milliseconds_and_parses_to_timestamp_ms():
         assert epoch_ms(event_time(out.document)) == ms == out.timestamp_ms
 
 
+def test_remembered_seconds_format_as_iso_millis_does_also_past_the_memory_limit():
+    iso = _IsoMillis()
+    rng = random.Random(5)
+    # predictions and their labels minutes later, alternating; then more distinct seconds than it remembers
+    moments = [TS + i * 100 + (300_000 if i % 2 else 0) for i in range(2_000)]
+    moments += [rng.randrange(-10**12, 10**13) for _ in range(2 * _IsoMillis.MAX_SECONDS)] + [0, -1, 999, 1000]
+    for ms in moments:
+        assert iso(ms) == iso_millis(ms), ms
+
+
 def test_iso_millis_handles_negative_and_boundary_milliseconds():
     assert iso_millis(0) == "1970-01-01T00:00:00.000Z"
     assert iso_millis(-1) == "1969-12-31T23:59:59.999Z"
@@ -450,6 +462,8 @@ PREDICTION_FAILURES = [
     ("too many slices", {"slices": {f"s{i}": "x" for i in range(33)}}, "slices"),
     ("trace id too long", {"trace": {"trace_id": "f" * 300, "span_id": None}}, "trace.trace_id"),
     ("negative input size", {"input_summary": {"shape": [], "size_bytes": -1, "description": None}}, "input_summary.size_bytes"),
+    ("timestamp past year 9999", {"timestamp": 2**62}, "timestamp"),
+    ("timestamp the lowest long", {"timestamp": -(2**63)}, "timestamp"),
 ]  # fmt: skip
 
 
@@ -469,6 +483,7 @@ FEEDBACK_FAILURES = [
     ("confidence NaN", {"confidence": math.nan}, "confidence"),
     ("request_id empty", {"request_id": ""}, "request_id"),
     ("timestamp before 2000", {"timestamp": 0}, "timestamp"),
+    ("timestamp past year 9999", {"timestamp": 2**63 - 1}, "timestamp"),
 ]
 
 

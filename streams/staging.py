@@ -50,10 +50,16 @@ class StagedStore(MutableMapping[Any, Any]):
         return self.table[key]
 
     def get(self, key: Any, default: Any = None) -> Any:
-        try:
-            return self[key]
-        except KeyError:
-            return default
+        changes = self.changes
+        if key in changes:
+            value = changes[key]
+            return default if value is _DELETED else value
+        table = self.table
+        if isinstance(table, StagedStore):
+            return table.get(key, default)
+        # not ``table.get``: a Faust table's raises and catches a KeyError for a missing key, and most keys a
+        # batch looks up are new (a request id seen for the first time)
+        return table[key] if key in table else default
 
     def __contains__(self, key: object) -> bool:
         if key in self.changes:
@@ -89,12 +95,17 @@ class StagedStore(MutableMapping[Any, Any]):
         """
         n = len(self.changes)
         root = self.root
-        for key, value in self.changes.items():
-            if value is _DELETED:
-                if key in root:
-                    del root[key]
-            else:
-                root[key] = value
+        write_many = getattr(root, "write_many", None)  # a PartitionTable: one call for the batch (streams/tables.py)
+        if write_many is not None:
+            changes = self.changes.items()
+            write_many(((k, v) for k, v in changes if v is not _DELETED), [k for k, v in changes if v is _DELETED])
+        else:
+            for key, value in self.changes.items():
+                if value is _DELETED:
+                    if key in root:
+                        del root[key]
+                else:
+                    root[key] = value
         self.changes.clear()
         self.table = root  # reads need not pass through an earlier store any more
         return n

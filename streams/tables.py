@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import weakref
 import zlib
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -51,6 +51,7 @@ from types import SimpleNamespace
 
 import faust
 from faust import streams as faust_streams
+from faust.serializers import codecs
 from faust.types import TP
 
 from driftline.streams.changelog import ChangelogProducer
@@ -133,6 +134,13 @@ def get_text(table: MutableMapping[str, Any], key: str) -> Any:
     return text
 
 
+def _plain(table: faust.Table) -> bool:
+    """Whether the table's keys and values serialize by codec name alone (no models, no key expiry)."""
+    return (isinstance(table.key_serializer, str) and isinstance(table.value_serializer, str)
+            and table.key_type in (str, bytes, None) and table.value_type is None
+            and not table._should_expire_keys())  # noqa: SLF001
+
+
 class _Sent:
     """What Faust's table code reads of a changelog record it sent: the partition."""
 
@@ -166,6 +174,50 @@ class PartitionTable(faust.Table):
         name = topic.get_topic_name()
         producer.send(name, partition, key_bytes, value_bytes, on_sent=partial(self._persisted, TP(name, partition)))
         return _Sent(partition)
+
+    def write_many(self, items: Iterable[tuple[Any, Any]], deleted: Iterable[Any] = ()) -> int:
+        """Set the keys of ``items`` and delete those of ``deleted`` (if present), in the current
+        :func:`partition_scope`; returns how many records were written.
+
+        The same store writes and changelog records as ``table[key] = value``
+        and ``del table[key]`` one by one, with Faust's per-key layers
+        (topic, schema and serializer registry lookups, a callback per record)
+        done once per call: a stage writes about one key per request.
+
+        Example:
+            >>> # with partition_scope(2, event):
+            >>> #     table.write_many([("r-1", {"p": 1}), ("r-2", {"p": 2})], deleted=["r-0"])
+        """
+        producer = self.changelog_producer
+        if producer is None or not _plain(self):
+            n = 0
+            for key, value in items:
+                self[key] = value
+                n += 1
+            for key in deleted:
+                if key in self:
+                    del self[key]
+                    n += 1
+            return n
+        partition = self.partition_for_key(None)
+        assert partition is not None
+        name = self.changelog_topic.get_topic_name()
+        on_sent = partial(self._persisted, TP(name, partition))
+        dump_key, dump_value = codecs.get_codec(self.key_serializer).dumps, codecs.get_codec(self.value_serializer).dumps
+        data, send, on_set = self.data, producer.send, self._sensor_on_set
+        n = 0
+        for key, value in items:
+            data[key] = value
+            send(name, partition, dump_key(key), dump_value(value), on_sent=on_sent)
+            on_set(self, key, value)
+            n += 1
+        for key in deleted:
+            if key in data:
+                del data[key]
+                send(name, partition, dump_key(key), None, on_sent=on_sent)
+                self._sensor_on_del(self, key)
+                n += 1
+        return n
 
     def _persisted(self, tp: TP, offset: int) -> None:
         # what Faust's own callback does: RocksDB remembers the changelog offset its data covers

@@ -790,7 +790,8 @@ def create_app(settings: Settings) -> faust.App:
         await pipeline.start_sink()
         await pipeline.start_webhook()
         await pipeline.start_keeper()
-        async for events in take_batches(stream, batch, within, pipeline.offset_guard("detect")):
+        # eager: what queued up while the last batch was detected goes at once (see take_batches)
+        async for events in take_batches(stream, batch, within, pipeline.offset_guard("detect"), eager=True):
             with pipeline.clock.batch("detect", full=len(events) >= batch):
                 await pipeline.detect(events)
 

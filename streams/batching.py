@@ -47,13 +47,20 @@ async def _ack(stream: StreamT, events: list[EventT]) -> None:
 
 
 async def take_batches(stream: StreamT, max_: int, within: float,
-                       guard: OffsetGuard | None = None) -> AsyncIterator[EventBatch]:
+                       guard: OffsetGuard | None = None, eager: bool = False) -> AsyncIterator[EventBatch]:
     """Yield lists of up to ``max_`` events, waiting at most ``within`` seconds for a batch to fill.
 
     The events of a batch are acknowledged when the next batch is requested,
     i.e. only if the code consuming the batch finished without raising.
     With a ``guard``, each topic-partition's events come in offset order from
     the committed offset, each once (see :mod:`.offsets`).
+
+    ``eager`` yields a batch as soon as it holds every event the stream has
+    fetched (its channel's queue is empty), without waiting out ``within``:
+    a stage that falls behind then takes what queued up meanwhile at once,
+    instead of idling for ``within`` per batch (the detect stage lagged the
+    ingest stage by seconds at the end of a backlog because of it); while
+    fetched events keep coming, batches still grow up to ``max_``.
     """
     events: list[EventT] = []
     buffer_full = asyncio.Event()
@@ -61,6 +68,7 @@ async def take_batches(stream: StreamT, max_: int, within: float,
     buffer_consuming: asyncio.Future | None = None
     enable_acks = stream.enable_acks
     channel_it = aiter(stream.channel)
+    queue = getattr(stream.channel, "queue", None)  # what the stream fetched and has not processed yet
 
     async def add_to_buffer(value: Any) -> Any:
         nonlocal buffer_consuming
@@ -81,6 +89,8 @@ async def take_batches(stream: StreamT, max_: int, within: float,
             buffer_full.set()
             buffer_consumed.clear()
             await stream.wait(buffer_consumed)  # type: ignore[arg-type]
+        elif eager and (queue is None or queue.empty()):
+            buffer_full.set()  # ready: nothing more fetched (events added before it is taken go with it)
         return value
 
     stream.enable_acks = False
@@ -90,7 +100,7 @@ async def take_batches(stream: StreamT, max_: int, within: float,
         while not stream.should_stop:
             await stream.wait_for_stopped(buffer_full, timeout=within)  # type: ignore[arg-type]
             if not events:
-                queue = getattr(stream.channel, "queue", None)
+                buffer_full.clear()
                 if guard is not None and (queue is None or queue.empty()):
                     await guard.unstall()
                 continue

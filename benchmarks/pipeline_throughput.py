@@ -46,7 +46,10 @@ thread of the worker. So do the detectors' banks; ``--detect loop`` keeps
 them on the worker's event loop. For (a) the run also prints the CPU time
 each process on the machine used while the worker was busy (the worker, its
 ``dl-intake`` and ``dl-detect`` children, the broker, the Elasticsearch-API
-server): on two cores, where the time goes. The bare bulk rate is measured
+server), and the machine's busy time no running process accounts for (a
+process that exited meanwhile, or kernel work on the processes' behalf): on
+two cores, where the time goes; its progress lines show how many cores the
+machine kept busy, so stalls show. The bare bulk rate is measured
 only for the scenarios that compare with it (``indexing``, and ``latency``
 without ``--latency-rate``).
 
@@ -166,25 +169,41 @@ def cpu_by_process() -> dict[int, tuple[str, float]]:
     return out
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores have spent busy (not idle, not waiting for I/O) since boot (``/proc/stat``)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+#: The row of :class:`CpuMeter`'s table for the machine's busy time that no process accounts for.
+UNATTRIBUTED = "(not in any process)"
+
+
 class CpuMeter:
     """CPU seconds per process between :meth:`start` and :meth:`stop`, grouped by process name; the workers
-    themselves (event loop, Kafka clients' and Elasticsearch client's threads) as ``worker``."""
+    themselves (event loop, Kafka clients' and Elasticsearch client's threads) as ``worker``; and the
+    machine's busy time that no process accounts for (work a virtualized kernel does on the processes'
+    behalf, such as their network traffic, shows there)."""
 
     def __init__(self, workers: list["Worker"]) -> None:
         self.workers = workers
         self.before: dict[int, tuple[str, float]] | None = None
+        self.busy_before = 0.0
         self.used: dict[str, float] = {}
 
     def start(self) -> None:
         self.before = cpu_by_process()
+        self.busy_before = machine_busy_seconds()
 
     def stop(self) -> dict[str, float]:
         after, before = cpu_by_process(), self.before or {}
+        busy = machine_busy_seconds() - self.busy_before
         workers = {w.process.pid for w in self.workers}
         used: dict[str, float] = {}
         for pid, (name, seconds) in after.items():
             label = "worker" if pid in workers else "benchmark" if pid == os.getpid() else name
             used[label] = used.get(label, 0.0) + seconds - before.get(pid, (name, 0.0))[1]
+        used[UNATTRIBUTED] = max(0.0, busy - sum(used.values()))
         self.used = {k: v for k, v in sorted(used.items(), key=lambda kv: -kv[1]) if v >= 0.05}
         return self.used
 
@@ -288,6 +307,7 @@ def wait_processed(worker: Worker, records: int, limit_s: float = 1800,
     batch ingest sent; returns (seconds to the first ingested record, seconds busy). ``meter`` runs while busy."""
     started = time.perf_counter()
     first = None
+    busy, at = machine_busy_seconds(), started
     while time.perf_counter() - started < limit_s:
         worker.check()
         reports = worker.reports()
@@ -297,8 +317,11 @@ def wait_processed(worker: Worker, records: int, limit_s: float = 1800,
             first = time.perf_counter()
             if meter is not None:
                 meter.start()
-        print(f"  {time.perf_counter() - started:6.1f} s: ingested {ingested:,}, observation batches "
-              f"{counts.get('observation_batches', 0):,} of {counts.get('observation_batches_sent', 0):,}", flush=True)
+        now, busy_now = time.perf_counter(), machine_busy_seconds()
+        cores, busy, at = (busy_now - busy) / max(now - at, 1e-3), busy_now, now
+        print(f"  {now - started:6.1f} s: ingested {ingested:,}, observation batches "
+              f"{counts.get('observation_batches', 0):,} of {counts.get('observation_batches_sent', 0):,}; "
+              f"machine busy {cores:.1f} cores", flush=True)
         if ingested >= records and counts.get("observation_batches", 0) >= counts.get("observation_batches_sent", 1):
             finished = time.perf_counter()
             if meter is not None:

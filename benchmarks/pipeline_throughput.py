@@ -254,12 +254,20 @@ class Index:
         self.es = Elasticsearch(**settings.es_client_options())
         self.prefix = settings.es_index_prefix
 
-    def count(self, stream: str) -> int:
-        try:
-            self.es.indices.refresh(index=f"{self.prefix}-{stream}-*")
-            return int(self.es.count(index=f"{self.prefix}-{stream}-*")["count"])
-        except Exception:  # noqa: BLE001 - no index yet
-            return 0
+    def count(self, stream: str, attempts: int = 3) -> int | None:
+        """Documents in the stream's indices (0 while there are none); None if the server did not answer
+        (a local server full of documents can time out: the count is then unknown, not zero)."""
+        index = f"{self.prefix}-{stream}-*"
+        es = self.es.options(request_timeout=120)
+        for attempt in range(attempts):
+            try:
+                es.indices.refresh(index=index, allow_no_indices=True)
+                return int(es.count(index=index, allow_no_indices=True)["count"])
+            except Exception as exc:  # noqa: BLE001 - reported, then retried
+                print(f"  counting {stream}: {type(exc).__name__}: {exc} (attempt {attempt + 1} of {attempts})",
+                      flush=True)
+                time.sleep(5)
+        return None
 
     def drop(self) -> None:
         """Delete the run's indices: the local server slows down as it holds more documents."""
@@ -520,10 +528,13 @@ def main(argv: list[str] | None = None) -> int:
     if "two-workers" in results:
         r = results["two-workers"]
         joined = sum(report[0].get("joined", 0) for report in r["reports"])
-        exact = r["counts"] == {"predictions": n, "outcomes": n}
+        counts = r["counts"]
+        verdict = ("count failed" if None in counts.values()
+                   else "exact" if counts == {"predictions": n, "outcomes": n} else "NOT EXACT")
+        shown = {k: "?" if v is None else f"{v:,}" for k, v in counts.items()}
         print(f"| two workers, one group, {settings.topic_partitions} partitions | {r['events_per_s']:,.0f} events/s; "
-              f"indexed {r['counts']['predictions']:,} predictions and {r['counts']['outcomes']:,} outcomes of {n:,} "
-              f"({'exact' if exact else 'NOT EXACT'}); joins reported by the workers: {joined:,} |")
+              f"indexed {shown['predictions']} predictions and {shown['outcomes']} outcomes of {n:,} "
+              f"({verdict}); joins reported by the workers: {joined:,} |")
     for name, r in results.items():
         for i, (counts, seconds, latency) in enumerate(r.get("reports", [])):
             print(f"\n{name}, worker {i}: counts {counts}\n  seconds {seconds}\n  latency ms {latency}")

@@ -267,6 +267,13 @@ def _flushed(sketch: kll_doubles_sketch, pending: list[float]) -> kll_doubles_sk
     return sketch
 
 
+def _buffer(sketch: kll_doubles_sketch, pending: list[float], value: float) -> None:
+    """Add ``value`` to ``sketch`` through ``pending`` (added at once when read, or when ``_PENDING_MAX`` wait)."""
+    pending.append(value)
+    if len(pending) >= _PENDING_MAX:
+        _flushed(sketch, pending)
+
+
 def _sketch_text(sketch: kll_doubles_sketch) -> str:
     return base64.b64encode(sketch.serialize()).decode("ascii")
 
@@ -478,9 +485,7 @@ class WindowMetrics:
             self.last_ms = event_time_ms
         latency = document.get("latency_ms")
         if _finite(latency) and latency >= 0:
-            self._latency_pending.append(latency)
-            if len(self._latency_pending) >= _PENDING_MAX:
-                _flushed(self._latency, self._latency_pending)
+            _buffer(self._latency, self._latency_pending, latency)
             self.latency_sum += latency
         else:
             self.latency_missing += 1
@@ -493,9 +498,7 @@ class WindowMetrics:
             else:
                 value = prediction.get("value")
                 if _finite(value):
-                    self._values_pending.append(value)
-                    if len(self._values_pending) >= _PENDING_MAX:
-                        _flushed(self._values, self._values_pending)
+                    _buffer(self._values, self._values_pending, value)
 
     def add_outcome(self, document: Mapping[str, Any]) -> None:
         """Count one joined outcome document (a prediction plus ``feedback`` and ``outcome``)."""
@@ -505,9 +508,7 @@ class WindowMetrics:
             feedback = {}
         delay = feedback.get("delay_ms")
         if _finite(delay):
-            self._delay_pending.append(delay)
-            if len(self._delay_pending) >= _PENDING_MAX:
-                _flushed(self._delay, self._delay_pending)
+            _buffer(self._delay, self._delay_pending, delay)
             self.delay_sum += delay
         else:
             self.delay_missing += 1

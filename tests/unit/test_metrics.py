@@ -738,3 +738,18 @@ def test_an_empty_window_has_no_numbers_and_a_valid_document():
 def test_bad_configuration_is_a_value_error(kwargs, message):
     with pytest.raises(ValueError, match=message):
         MetricsConfig(**kwargs)
+
+
+def test_sketch_values_are_buffered_boundedly_and_all_counted():
+    from driftline.streams.metrics import _PENDING_MAX
+
+    metrics = WindowMetrics()
+    for i in range(3 * _PENDING_MAX + 7):
+        metrics.add_prediction({"latency_ms": float(i % 1000), "prediction": {"value": float(i)}}, i)
+        metrics.add_outcome({"feedback": {"delay_ms": i}, "outcome": {"error": 0.0, "abs_error": 0.0}})
+        assert len(metrics._latency_pending) < _PENDING_MAX and len(metrics._delay_pending) < _PENDING_MAX
+    n = 3 * _PENDING_MAX + 7
+    assert metrics.latency.n == metrics.values.n == metrics.delay.n == n
+    assert not metrics._latency_pending and not metrics._values_pending and not metrics._delay_pending
+    restored = WindowMetrics.from_json(metrics.to_json())
+    assert restored.summary()["latency_ms"]["count"] == n and restored.delay.get_max_value() == n - 1

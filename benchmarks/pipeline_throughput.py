@@ -182,8 +182,8 @@ UNATTRIBUTED = "(not in any process)"
 class CpuMeter:
     """CPU seconds per process between :meth:`start` and :meth:`stop`, grouped by process name; the workers
     themselves (event loop, Kafka clients' and Elasticsearch client's threads) as ``worker``; and the
-    machine's busy time that no process accounts for (work a virtualized kernel does on the processes'
-    behalf, such as their network traffic, shows there)."""
+    machine's busy time that no running process accounts for (a process that exited meanwhile, or work no
+    process is charged for)."""
 
     def __init__(self, workers: list["Worker"]) -> None:
         self.workers = workers
@@ -266,7 +266,8 @@ class Index:
             except Exception as exc:  # noqa: BLE001 - reported, then retried
                 print(f"  counting {stream}: {type(exc).__name__}: {exc} (attempt {attempt + 1} of {attempts})",
                       flush=True)
-                time.sleep(5)
+                if attempt + 1 < attempts:
+                    time.sleep(5)
         return None
 
     def drop(self) -> None:

@@ -100,7 +100,6 @@ async def take_batches(stream: StreamT, max_: int, within: float,
         while not stream.should_stop:
             await stream.wait_for_stopped(buffer_full, timeout=within)  # type: ignore[arg-type]
             if not events:
-                buffer_full.clear()
                 if guard is not None and (queue is None or queue.empty()):
                     await guard.unstall()
                 continue

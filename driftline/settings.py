@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     worker_dir: Path = Field(Path(".driftline/worker"), description="the worker's local data: table stores (RocksDB) and offsets")
     batch_size: int = Field(1000, ge=1, description="records per batch through each stage")
     batch_within_s: float = Field(0.5, gt=0, description="seconds a stage waits for a batch to fill")
+    fetch_max_wait_ms: int = Field(100, ge=0, le=30_000, description="the longest the worker's Faust consumer lets the broker hold a fetch that has no data (Faust's own value, 1500, made each stage wait up to 1.5 s for records sent by the stage before it at the end of a backlog: streams/transport.py)")
     intake_within_s: float = Field(0.1, gt=0, description="seconds the intake's batch consumer waits for batch_size records before it forwards what it has")
     intake_process: bool = Field(True, description="run the intake (batch consumer and normalizer) in a child process, on another core than the worker's event loop; false: on a thread of the worker")
     detect_process: bool = Field(True, description="keep, feed and checkpoint the detectors' banks in a child process, on another core than the worker's event loop; false: on the event loop")

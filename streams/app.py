@@ -95,6 +95,7 @@ from driftline.streams.normalize import DeadLetterRecord, EventKind, NormalizedE
 from driftline.streams.offsets import OffsetGuard, strict_commits
 from driftline.streams.staging import StagedStore
 from driftline.streams.tables import PartitionTable, partition_scope, put_text
+from driftline.streams.transport import DriftlineApp
 
 log = logging.getLogger(__name__)
 
@@ -755,7 +756,7 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
 
 def create_app(settings: Settings) -> faust.App:
     """The Faust app for these settings, with both agents registered."""
-    app = faust.App(settings.app_id, **faust_settings(settings))
+    app = DriftlineApp(settings.app_id, fetch_max_wait_ms=settings.fetch_max_wait_ms, **faust_settings(settings))
     pipeline = Pipeline(app, settings)
     app.driftline_pipeline = pipeline  # type: ignore[attr-defined]
     batch, within = settings.batch_size, settings.batch_within_s

@@ -37,6 +37,10 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 log = logging.getLogger(__name__)
 
 
+#: records sent between two serving polls of the delivery reports outside flush() (keeps their queue short)
+POLL_EVERY = 1000
+
+
 class ChangelogError(RuntimeError):
     """The broker refused changelog records: the batch that wrote them must not be acknowledged."""
 
@@ -57,6 +61,7 @@ class ChangelogProducer:
             "max.in.flight.requests.per.connection": 1,  # in order, even across retries
         }, logger=log)
         self._failures: list[str] = []
+        self._unpolled = 0
 
     def send(self, topic: str, partition: int, key: bytes | None, value: bytes | None,
              on_sent: Callable[[int], None] | None = None) -> None:
@@ -79,7 +84,11 @@ class ChangelogProducer:
                 self._producer.poll(0.05)
             except KafkaException as exc:  # refused at once (an unknown partition, a record too large)
                 raise ChangelogError(f"{topic}[{partition}]: {exc}") from None
-        self._producer.poll(0)
+        # acknowledgements are served by flush(); polling per record cost a quarter of a table write
+        self._unpolled += 1
+        if self._unpolled >= POLL_EVERY:
+            self._unpolled = 0
+            self._producer.poll(0)
 
     def pending(self) -> int:
         """Records queued or in flight, not yet acknowledged."""

@@ -194,6 +194,8 @@ def split_batch(batch: ObservationBatch, max_records: int = 250) -> list[Observa
         >>> [[o[4] for o in part.observations] for part in parts], [part.marks for part in parts]
         ([[0, 1], [2, 3], [4]], [{}, {}, {'p': 50}])
     """
+    if len(batch.observations) + len(batch.records) <= max_records:  # no more sources than rows
+        return [batch]
     sources = sorted({(o[3], o[4]) for o in batch.observations} | {(r[3], r[4]) for r in batch.records})
     if len(sources) <= max_records:
         return [batch]

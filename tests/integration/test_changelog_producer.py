@@ -9,22 +9,24 @@ import string
 
 import pytest
 
-from driftline.streams.changelog import ChangelogError, ChangelogProducer
+from driftline.streams.changelog import POLL_EVERY, ChangelogError, ChangelogProducer
 from driftline.streams.tables import get_text, put_text
 from tests.kafka_helpers import consume_all
+
+COUNT = 2 * POLL_EVERY + 500  # past the producer's own polls, and a remainder only flush() serves
 
 
 def test_records_arrive_in_order_with_their_offsets_and_a_refused_record_raises(settings, kafka_admin, unique_topic):
     kafka_admin.create_topic(unique_topic, partitions=2)
     producer = ChangelogProducer(settings.kafka_client_config())
     offsets: list[int] = []
-    for i in range(500):
+    for i in range(COUNT):
         producer.send(unique_topic, 1, f"k{i % 50}".encode(), f"v{i}".encode(), on_sent=offsets.append)
     asyncio.run(producer.flush())
     assert producer.pending() == 0
-    assert offsets == list(range(500)), "acknowledged in order, one offset per record"
-    messages = consume_all(settings, unique_topic, 2, expected=500)
-    assert [m.value() for m in messages] == [f"v{i}".encode() for i in range(500)]
+    assert offsets == list(range(COUNT)), "acknowledged in order, one offset per record (served by polls and flush)"
+    messages = consume_all(settings, unique_topic, 2, expected=COUNT)
+    assert [m.value() for m in messages] == [f"v{i}".encode() for i in range(COUNT)]
     assert {m.partition() for m in messages} == {1}
 
     with pytest.raises(ChangelogError, match=unique_topic):

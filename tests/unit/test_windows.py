@@ -279,3 +279,16 @@ def test_a_batch_split_into_parts_feeds_a_bank_exactly_as_the_whole_batch():
     assert run(parts) == run(whole_batches)
     drift, closed, _ = run(whole_batches)
     assert drift and sum(closed.values()) == 1800
+
+
+def test_a_batch_within_the_limit_is_not_split_counting_sources_not_rows():
+    from driftline.streams.detect import split_batch
+
+    small = ObservationBatch(KEY, 0, {"p": 5}, [("score", 0.5, i, "preds", i) for i in range(70)])
+    assert split_batch(small, max_records=70) == [small]
+    # two values per source record: 120 rows, 60 sources
+    shared = ObservationBatch(KEY, 0, {"p": 5}, [(s, 0.5, i, "preds", i) for i in range(60) for s in ("a", "b")])
+    assert split_batch(shared, max_records=70) == [shared]
+    parts = split_batch(shared, max_records=25)
+    assert [len({o[4] for o in p.observations}) for p in parts] == [25, 25, 10]
+    assert [p.marks for p in parts] == [{}, {}, {"p": 5}]

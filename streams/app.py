@@ -95,7 +95,7 @@ from driftline.streams.normalize import DeadLetterRecord, EventKind, NormalizedE
 from driftline.streams.offsets import OffsetGuard, strict_commits
 from driftline.streams.staging import StagedStore
 from driftline.streams.tables import PartitionTable, partition_scope, put_text
-from driftline.streams.transport import DriftlineApp
+from driftline.streams.faust_app import DriftlineApp
 
 log = logging.getLogger(__name__)
 
@@ -267,6 +267,7 @@ class Pipeline:
             await self.webhook.start()
 
     async def stop(self) -> None:
+        """Close what the stages opened (the worker calls this once its agents stopped); safe to call twice."""
         self.catalog.stop()
         await asyncio.to_thread(self.keeper.stop)
         self.changelog.close()
@@ -276,6 +277,7 @@ class Pipeline:
         if self.webhook is not None:
             await self.webhook.close()
             self.webhook = None
+        log.info("driftline pipeline closed")
 
     def offset_guard(self, stage: str) -> OffsetGuard:
         """The guard that keeps a stage's input in offset order (its counts go to the report)."""
@@ -759,6 +761,8 @@ def create_app(settings: Settings) -> faust.App:
     app = DriftlineApp(settings.app_id, fetch_max_wait_ms=settings.fetch_max_wait_ms, **faust_settings(settings))
     pipeline = Pipeline(app, settings)
     app.driftline_pipeline = pipeline  # type: ignore[attr-defined]
+    # once the agents stopped: the detect process, the changelog producer, the Elasticsearch and webhook clients
+    app.after_stop(pipeline.stop)
     batch, within = settings.batch_size, settings.batch_within_s
 
     # a bug in a stage stops the worker (restart resumes from the committed offsets) rather than

@@ -10,14 +10,14 @@ runs out. Faust hardcodes that wait to 1,500 ms, so at the end of a backlog
 observations a stage just sent waited up to 1.5 s, with the machine idle;
 under live load the same wait adds to the event-to-indexed latency.
 
-:class:`DriftlineApp` is a :class:`faust.App` whose worker consumer uses
-``fetch_max_wait_ms`` from the settings instead (100 ms by default, as
-short as Kafka's own consumers' defaults are long: an idle worker sends ten
-empty fetches a second, which cost the broker next to nothing).
+:class:`PromptFetchTransport` is Faust's aiokafka transport whose worker
+consumer waits ``app.fetch_max_wait_ms`` instead (100 ms by default in
+driftline's settings: an idle worker then sends ten empty fetches a
+second, which cost the broker next to nothing);
+:class:`~.faust_app.DriftlineApp` uses it.
 
 Example:
-    >>> app = DriftlineApp("doc-transport", broker="kafka://localhost:9092", fetch_max_wait_ms=50)
-    >>> type(app.transport).Consumer.__name__
+    >>> PromptFetchTransport.Consumer.__name__
     'PromptFetchConsumer'
 """
 
@@ -26,9 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 import aiokafka
-import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types.transports import TransportT
 
 #: Faust's own value, for comparison
 FAUST_FETCH_MAX_WAIT_MS = 1500
@@ -55,23 +53,3 @@ class PromptFetchTransport(faust_aiokafka.Transport):
     """Faust's aiokafka transport with :class:`PromptFetchConsumer`."""
 
     Consumer = PromptFetchConsumer
-
-
-class DriftlineApp(faust.App):
-    """A Faust app whose worker consumer waits ``fetch_max_wait_ms`` (not Faust's 1,500 ms) for a fetch to fill.
-
-    Only ``kafka://`` / ``aiokafka://`` brokers are served by the prompt
-    transport; any other broker URL keeps Faust's transport for it.
-    """
-
-    def __init__(self, *args: Any, fetch_max_wait_ms: int = 100, **kwargs: Any) -> None:
-        if fetch_max_wait_ms < 0:
-            raise ValueError(f"fetch_max_wait_ms must be at least 0, not {fetch_max_wait_ms}")
-        self.fetch_max_wait_ms = fetch_max_wait_ms
-        super().__init__(*args, **kwargs)
-
-    def _new_transport(self) -> TransportT:
-        url = self.conf.broker_consumer[0]
-        if url.scheme not in ("kafka", "aiokafka"):
-            return super()._new_transport()
-        return PromptFetchTransport(self.conf.broker_consumer, self)

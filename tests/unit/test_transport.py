@@ -9,7 +9,8 @@ import pytest
 
 from driftline.settings import Settings
 from driftline.streams.app import create_app
-from driftline.streams.transport import FAUST_FETCH_MAX_WAIT_MS, DriftlineApp, PromptFetchTransport
+from driftline.streams.faust_app import DriftlineApp
+from driftline.streams.transport import FAUST_FETCH_MAX_WAIT_MS, PromptFetchTransport
 
 
 def _worker_consumer_wait(app: faust.App) -> int:

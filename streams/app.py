@@ -81,6 +81,7 @@ from driftline.streams.detect import (
     WindowRecord,
     split_batch,
 )
+from driftline.streams.faust_app import DriftlineApp
 from driftline.streams.intake import CycleResult, IntakeBatch, IntakeService, intake_topic
 from driftline.streams.join import LabelJoiner
 from driftline.streams.skew import SkewValidator, anomaly_document
@@ -95,7 +96,6 @@ from driftline.streams.normalize import DeadLetterRecord, EventKind, NormalizedE
 from driftline.streams.offsets import OffsetGuard, strict_commits
 from driftline.streams.staging import StagedStore
 from driftline.streams.tables import PartitionTable, partition_scope, put_text
-from driftline.streams.faust_app import DriftlineApp
 
 log = logging.getLogger(__name__)
 

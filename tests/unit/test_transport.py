@@ -1,4 +1,4 @@
-"""The worker's transport: its consumer is built with driftline's fetch wait, not Faust's 1,500 ms."""
+"""The worker's app class: its consumer is built with driftline's fetch wait (not Faust's 1,500 ms); its after-stop hooks."""
 
 from __future__ import annotations
 
@@ -45,3 +45,21 @@ def test_other_brokers_keep_fausts_transport():
 def test_a_negative_wait_is_refused():
     with pytest.raises(ValueError, match="fetch_max_wait_ms"):
         DriftlineApp("transport-negative", broker="kafka://localhost:1", fetch_max_wait_ms=-1)
+
+
+def test_after_stop_hooks_run_in_order_and_one_failing_does_not_stop_the_others(caplog):
+    app = DriftlineApp("after-stop", broker="kafka://localhost:1")
+    ran: list[str] = []
+
+    async def first() -> None:
+        ran.append("first")
+        raise RuntimeError("cannot close")
+
+    async def second() -> None:
+        ran.append("second")
+
+    app.after_stop(first)
+    app.after_stop(second)
+    asyncio.run(app.on_shutdown())
+    assert ran == ["first", "second"]
+    assert any("closing" in r.getMessage() and r.exc_info for r in caplog.records)

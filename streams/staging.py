@@ -27,7 +27,8 @@ A batch computed while the previous one is not committed yet reads through it:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
+from functools import partial
 from typing import Any
 
 _DELETED = object()
@@ -95,17 +96,10 @@ class StagedStore(MutableMapping[Any, Any]):
         """
         n = len(self.changes)
         root = self.root
-        write_many = getattr(root, "write_many", None)  # a PartitionTable: one call for the batch (streams/tables.py)
-        if write_many is not None:
-            changes = self.changes.items()
-            write_many(((k, v) for k, v in changes if v is not _DELETED), [k for k, v in changes if v is _DELETED])
-        else:
-            for key, value in self.changes.items():
-                if value is _DELETED:
-                    if key in root:
-                        del root[key]
-                else:
-                    root[key] = value
+        # a PartitionTable writes the batch in one call (streams/tables.py); any other mapping key by key
+        write_many = getattr(root, "write_many", None) or partial(write_each, root)
+        changes = self.changes.items()
+        write_many(((k, v) for k, v in changes if v is not _DELETED), [k for k, v in changes if v is _DELETED])
         self.changes.clear()
         self.table = root  # reads need not pass through an earlier store any more
         return n
@@ -113,3 +107,23 @@ class StagedStore(MutableMapping[Any, Any]):
     def discard(self) -> None:
         """Forget the staged changes."""
         self.changes.clear()
+
+
+def write_each(table: MutableMapping[Any, Any], items: Iterable[tuple[Any, Any]], deleted: Iterable[Any] = ()) -> int:
+    """Set the keys of ``items`` and delete those of ``deleted`` (if present), one key at a time; returns how many
+    records were written.
+
+    Example:
+        >>> table = {"a": 1, "b": 2}
+        >>> write_each(table, [("c", 3)], deleted=["a", "z"]), table
+        (2, {'b': 2, 'c': 3})
+    """
+    n = 0
+    for key, value in items:
+        table[key] = value
+        n += 1
+    for key in deleted:
+        if key in table:
+            del table[key]
+            n += 1
+    return n

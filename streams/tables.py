@@ -55,6 +55,7 @@ from faust.serializers import codecs
 from faust.types import TP
 
 from driftline.streams.changelog import ChangelogProducer
+from driftline.streams.staging import write_each
 
 _current_partition: ContextVar[int | None] = ContextVar("driftline_table_partition", default=None)
 
@@ -190,15 +191,7 @@ class PartitionTable(faust.Table):
         """
         producer = self.changelog_producer
         if producer is None or not _plain(self):
-            n = 0
-            for key, value in items:
-                self[key] = value
-                n += 1
-            for key in deleted:
-                if key in self:
-                    del self[key]
-                    n += 1
-            return n
+            return write_each(self, items, deleted)
         partition = self.partition_for_key(None)
         assert partition is not None
         name = self.changelog_topic.get_topic_name()
